@@ -10,8 +10,10 @@ and no Python branching on values, which of four cases holds:
    first term of the final run of such differences, the least noisy one.
 2. **geometric**: the differences shrink by a steady ratio ``|r| < r_max``, as
    they do for power-law corrections (``x^{-p}`` on a dyadic ladder gives
-   ``r = 2^{-p}``). The limit is Aitken's extrapolation
-   ``a_K + d_K r / (1 - r)``, exact for a pure power law.
+   ``r = 2^{-p}``), or by a shrinking ratio (exponential corrections). The
+   limit is Aitken's extrapolation ``a_K + d_K r / (1 - r)`` with the last
+   ratio: exact for a pure power law, an upper bound on the remainder when the
+   ratio shrinks.
 3. **divergent**: the last ``4`` differences share a sign and do not shrink
    (``r >= r_max``): ``log x``, ``x^p`` and faster. The limit is ``+-inf``.
 4. **no limit**: anything else (bounded oscillation such as ``sin x``). The
@@ -91,15 +93,22 @@ def ladder_limit(a, noise, *, rtol, monotone: bool = False, window: int = 3) -> 
     best = jnp.argmin(bound, axis=-1)
     at_best = jnp.take_along_axis(a, best[..., None], axis=-1)[..., 0]
 
-    r1 = _safe_div(d[..., -2], d[..., -3])
-    r2 = _safe_div(d[..., -1], d[..., -2])
+    # Ratios only pick the case and the Aitken factor; differentiating them would
+    # divide by near-zero differences. Treating them as constants gives the
+    # exact gradient for a pure power law and a finite one always.
+    ds = jax.lax.stop_gradient(d)
+    r1 = _safe_div(ds[..., -2], ds[..., -3])
+    r2 = _safe_div(ds[..., -1], ds[..., -2])
     steady = jnp.abs(r1 - r2) <= 0.05 * jnp.maximum(jnp.abs(r1), jnp.abs(r2))
-    geometric = steady & (jnp.abs(r2) < R_MAX) & (d[..., -2] != 0)
+    # Faster than geometric (exponential tails on a dyadic ladder): the ratio
+    # shrinks, and Aitken's tail with the last ratio is an upper bound.
+    accelerating = (r2 >= 0) & (r2 <= r1)
+    geometric = (steady | accelerating) & (jnp.abs(r2) < R_MAX) & (d[..., -2] != 0)
     extrapolated = a[..., -1] + d[..., -1] * _safe_div(r2, 1.0 - r2)
 
     tail = d[..., -(window + 1):]
     same_sign = jnp.all(tail > 0, axis=-1) | jnp.all(tail < 0, axis=-1)
-    ratios = _safe_div(tail[..., 1:], tail[..., :-1])
+    ratios = _safe_div(ds[..., -window:], ds[..., -(window + 1):-1])
     growing = same_sign & jnp.all(ratios >= R_MAX, axis=-1)
     if monotone:
         growing = ~converged & ~geometric

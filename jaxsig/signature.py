@@ -48,7 +48,9 @@ from jaxsig import quadrature
 __all__ = [
     "Signature",
     "Auxiliary",
+    "Moments",
     "signature",
+    "moments",
     "FIELDS",
     "AUX_FIELDS",
     "GROWTH_CLASSES",
@@ -117,6 +119,30 @@ class Auxiliary(NamedTuple):
     finite: jax.Array
 
 
+class Moments(NamedTuple):
+    """Gaussian statistics only (the cheap part of the signature).
+
+    Attributes:
+      m1: ``E[phi(X)]``.
+      g1: ``E[phi'(X)]``.
+      g2: ``sqrt(E[phi'(X)^2])``.
+      m2: ``E[phi(X)^2]``.
+      eta: ``m2 - m1^2 - sigma^2 g1^2``.
+      g4: ``(E[phi'(X)^4])^(1/4)``.
+      dm2_dsigma: ``d m2 / d sigma``.
+      finite: ``phi`` and ``phi'`` were finite at every node (else the rest is NaN).
+    """
+
+    m1: jax.Array
+    g1: jax.Array
+    g2: jax.Array
+    m2: jax.Array
+    eta: jax.Array
+    g4: jax.Array
+    dm2_dsigma: jax.Array
+    finite: jax.Array
+
+
 FIELDS = Signature._fields
 AUX_FIELDS = Auxiliary._fields
 
@@ -173,6 +199,34 @@ def signature(
     sig, aux = _signature(act.fn, act.params is not None, rule, sigma, mu, params)
     _check_finite(act, params, rule, dtype, aux.finite)
     return (sig, aux) if with_aux else sig
+
+
+def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments:
+    """Gaussian statistics of ``phi`` at ``X = mu + sigma Z``: the first five
+    signature components plus ``g4`` and ``dm2/dsigma``.
+
+    Computes, with the same rule and accuracy as :func:`signature`,
+    ``m1 = E[phi(X)]``, ``g1 = E[phi'(X)]``, ``g2 = sqrt(E[phi'(X)^2])``,
+    ``m2 = E[phi(X)^2]``, ``eta = m2 - m1^2 - sigma^2 g1^2``,
+    ``g4 = E[phi'(X)^4]^(1/4)`` and ``dm2/dsigma = E[phi(X)^2 (Z^2 - 1)] / sigma``,
+    but skips the slopes, ``tv`` and ``c`` (no second derivatives, no ladders):
+    use it inside fixed-point solvers and training losses.
+
+    Args and errors are those of :func:`signature`.
+
+    Examples:
+      >>> import jaxsig
+      >>> round(float(jaxsig.moments("relu", 2.0).m2), 12)
+      2.0
+    """
+    act = _activations.as_activation(phi, params)
+    rule = quadrature.get_rule(rule).with_kinks(act.kinks)
+    sigma, mu, params, dtype = _prepare(act, sigma, mu)
+    _check_elementwise(act, params, dtype)
+    _check_domain(rule, sigma, mu)
+    out = _moments(act.fn, act.params is not None, rule, sigma, mu, params)
+    _check_finite(act, params, rule, dtype, out.finite)
+    return out
 
 
 # --- Input preparation and checks --------------------------------------------
@@ -331,8 +385,7 @@ def _signature(fn, has_params, rule, sigma, mu, params):
         xg, wg = x[body], quadrature.gaussian_weights(x[body], jnp.asarray(line.w[body], dtype), sigma, mu)
         g0, g1v = f0[body], f1[body]
     else:
-        xg, wg = rule.gaussian(sigma, mu, dtype)
-        g0, g1v = _value_and_slope(f, xg)
+        xg, wg, g0, g1v = _gaussian_nodes(f, rule, sigma, mu, dtype)
     gauss = _gaussian(xg, wg, g0, g1v, sigma, mu)
 
     slopes = _slopes(line, x, f0, dtype)
@@ -369,6 +422,21 @@ def _signature(fn, has_params, rule, sigma, mu, params):
         finite=bc(gauss["finite"]),
     )
     return sig, aux
+
+
+def _gaussian_nodes(f, rule, sigma, mu, dtype):
+    """Nodes, weights and ``phi, phi'`` there, for the Gaussian statistics alone."""
+    x, w = rule.gaussian(sigma, mu, dtype)
+    f0, f1 = _value_and_slope(f, x)
+    return x, w, f0, f1
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _moments(fn, has_params, rule, sigma, mu, params):
+    f = (lambda x: fn(x, params)) if has_params else fn
+    x, w, f0, f1 = _gaussian_nodes(f, rule, sigma, mu, sigma.dtype)
+    g = _gaussian(x, w, f0, f1, sigma, mu)
+    return Moments(**{k: g[k] for k in Moments._fields})
 
 
 def _gaussian(x, w, f0, f1, sigma, mu):
@@ -445,7 +513,9 @@ def _hermite_extremum(h, f_a, f_b, d_a, d_b):
     t2 = C / q_safe
     inside = lambda t: (t > 0) & (t < 1)  # noqa: E731
     t = jnp.where(inside(t2), t2, jnp.where(inside(t1), t1, d_a / jnp.where(d_a == d_b, 1.0, d_a - d_b)))
-    t = jnp.clip(t, 0.0, 1.0)
+    # The extremum's location carries no gradient (p'(t*) = 0: envelope theorem),
+    # and differentiating the root formula would divide by vanishing terms.
+    t = jax.lax.stop_gradient(jnp.clip(t, 0.0, 1.0))
     h00 = (1 + 2 * t) * (1 - t) ** 2
     h10 = t * (1 - t) ** 2
     h01 = t * t * (3 - 2 * t)
@@ -515,8 +585,10 @@ def _tail_compensation(line, x, f0, slopes, dtype):
         a_abs = masks @ (wb * jnp.abs(g))
         a_sgn = masks @ (wb * g)
         tiny = jnp.zeros_like(a_abs)
-        lim_abs = limits.ladder_limit(a_abs, tiny + eps * a_abs, rtol=1e3 * eps, monotone=True).value
-        lim_sgn = limits.ladder_limit(a_sgn, tiny + eps * jnp.abs(a_abs), rtol=1e3 * eps).value
+        lim_abs = limits.ladder_limit(
+            a_abs, tiny + eps * a_abs, rtol=1e3 * eps, monotone=True, window=2
+        ).value
+        lim_sgn = limits.ladder_limit(a_sgn, tiny + eps * jnp.abs(a_abs), rtol=1e3 * eps, window=2).value
         results.append((lim_abs, lim_sgn))
     (c_p, b_p), (c_m, b_m) = results
     ok_p = jnp.isfinite(alpha_p) & jnp.isfinite(beta_p)
