@@ -100,9 +100,15 @@ def ladder_limit(a, noise, *, rtol, monotone: bool = False, window: int = 3) -> 
     r1 = _safe_div(ds[..., -2], ds[..., -3])
     r2 = _safe_div(ds[..., -1], ds[..., -2])
     steady = jnp.abs(r1 - r2) <= 0.05 * jnp.maximum(jnp.abs(r1), jnp.abs(r2))
-    # Faster than geometric (exponential tails on a dyadic ladder): the ratio
-    # shrinks, and Aitken's tail with the last ratio is an upper bound.
-    accelerating = (r2 >= 0) & (r2 <= r1)
+    # Faster than geometric (exponential tails on a dyadic ladder): ratios that
+    # keep shrinking and increments that fell a thousandfold over three rungs;
+    # Aitken's tail with the last ratio is then an upper bound. Both conditions
+    # together reject the random increments of an oscillation.
+    r0 = _safe_div(ds[..., -3], ds[..., -4])
+    accelerating = (
+        (r2 >= 0) & (r2 <= r1) & (r1 <= r0) & (r0 < R_MAX)
+        & (jnp.abs(ds[..., -1]) <= 1e-3 * jnp.abs(ds[..., -4]))
+    )
     geometric = (steady | accelerating) & (jnp.abs(r2) < R_MAX) & (d[..., -2] != 0)
     extrapolated = a[..., -1] + d[..., -1] * _safe_div(r2, 1.0 - r2)
 

@@ -206,6 +206,8 @@ class Line(NamedTuple):
       inner: ``(n_kinks, 2, k_in)`` indices of ``b - 2**-k`` and ``b + 2**-k``
         for each kink ``b``, ``k`` increasing (points approach the kink).
       split: mask of intervals ``[x_i, x_{i+1}]`` that contain a kink.
+      panels: ``(n_panels, order)`` indices of each panel's Gauss–Legendre nodes.
+      panel_edges: ``(n_panels, 2)`` the panel ends.
       x_max: extent of the composite grid.
     """
 
@@ -216,6 +218,8 @@ class Line(NamedTuple):
     neg: np.ndarray
     inner: np.ndarray
     split: np.ndarray
+    panels: np.ndarray
+    panel_edges: np.ndarray
     x_max: float
 
 
@@ -308,6 +312,8 @@ def _line(cfg: Composite, dtype_name: str) -> Line:
     split = np.any(
         (pts[:-1, None] < kink_arr[None, :]) & (pts[1:, None] > kink_arr[None, :]), axis=1
     )
+    edges = _composite_edges(cfg)
+    panels = np.searchsorted(pts, x_nodes.astype(dtype_name).astype(np.float64)).reshape(-1, cfg.order)
     return Line(
         x=pts,
         w=w_merged,
@@ -316,5 +322,7 @@ def _line(cfg: Composite, dtype_name: str) -> Line:
         neg=neg,
         inner=inner,
         split=split,
+        panels=panels,
+        panel_edges=np.stack([edges[:-1], edges[1:]], axis=1),
         x_max=cfg.x_max,
     )
