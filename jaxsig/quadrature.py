@@ -303,17 +303,20 @@ def _line(cfg: Composite, dtype_name: str) -> Line:
     pts = pts[uniq]
     idx = lambda v: int(np.searchsorted(pts, v))  # noqa: E731
     lo, hi = idx(-cfg.x_max), idx(cfg.x_max) + 1
-    pos = np.array([idx(v) for v in ladder])
-    neg = np.array([idx(-v) for v in ladder])
+    # Index arrays are int32: a NumPy int64 index would not mix with JAX's
+    # int32 indices once x64 is switched off in the same process.
+    pos = np.array([idx(v) for v in ladder], np.int32)
+    neg = np.array([idx(-v) for v in ladder], np.int32)
     inner = np.array(
-        [[[idx(v) for v in lft], [idx(v) for v in rgt]] for lft, rgt in inner_pts]
+        [[[idx(v) for v in lft], [idx(v) for v in rgt]] for lft, rgt in inner_pts], np.int32
     )
     kink_arr = np.asarray(kinks)
     split = np.any(
         (pts[:-1, None] < kink_arr[None, :]) & (pts[1:, None] > kink_arr[None, :]), axis=1
     )
     edges = _composite_edges(cfg)
-    panels = np.searchsorted(pts, x_nodes.astype(dtype_name).astype(np.float64)).reshape(-1, cfg.order)
+    panels = np.searchsorted(pts, x_nodes.astype(dtype_name).astype(np.float64))
+    panels = panels.astype(np.int32).reshape(-1, cfg.order)
     return Line(
         x=pts,
         w=w_merged,

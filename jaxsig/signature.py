@@ -101,8 +101,10 @@ class Auxiliary(NamedTuple):
       beta_minus: intercept ``lim_{x->-inf} (phi(x) - alpha_- x)``.
       dm2_dsigma: ``d m2 / d sigma = E[phi(X)^2 (Z^2 - 1)] / sigma``.
       growth: growth class index into :data:`GROWTH_CLASSES`: ``0`` (A0,
-        bounded: both slopes ``0`` and both intercepts finite), ``2`` (A>1,
-        a slope is infinite), else ``1`` (A1).
+        bounded: both slopes 0 with finite intercepts, or ``sup |phi|`` settled
+        along the ladder where there is no limit, as for ``sin x``), ``2`` (A>1:
+        a slope is infinite, or ``sup |phi(x)/x|`` grows along the ladder, as for
+        ``x^2 sin x``), else ``1`` (A1).
       finite: ``True`` where ``phi`` and ``phi'`` were finite at every node of
         the Gaussian rule. Under ``jit`` no error can be raised; where this is
         ``False`` the Gaussian statistics are ``NaN``.
@@ -196,7 +198,8 @@ def signature(
     sigma, mu, params, dtype = _prepare(act, sigma, mu)
     _check_elementwise(act, params, dtype)
     _check_domain(rule, sigma, mu)
-    sig, aux = _signature(act.fn, act.params is not None, rule, sigma, mu, params)
+    samples = _sample(act.fn, act.params is not None, rule, sigma, mu, params)
+    sig, aux = _assemble(rule, sigma, mu, samples)
     _check_finite(act, params, rule, dtype, aux.finite)
     return (sig, aux) if with_aux else sig
 
@@ -380,30 +383,68 @@ def _safe_root(v, p):
     return jnp.where(pos, jnp.where(pos, v, 1.0) ** (1.0 / p), 0.0)
 
 
+class _Samples(NamedTuple):
+    """What the signature needs from ``phi``: values on the rule's line.
+
+    Attributes:
+      f0, f1, f2: ``phi``, ``phi'``, ``phi''`` at ``line.x`` (composite rules).
+      peak: per interval of ``line.x``, the extremum of ``phi'`` inside it
+        (Newton-polished) where ``phi''`` changes sign, else ``phi'`` at its left end.
+      g0, g1: ``phi``, ``phi'`` at the Gaussian nodes of a non-composite rule
+        (else ``None``; the composite rule reads them off ``f0``, ``f1``).
+    """
+
+    f0: jax.Array
+    f1: jax.Array
+    f2: jax.Array
+    peak: jax.Array
+    g0: Optional[jax.Array]
+    g1: Optional[jax.Array]
+
+
+# The signature is computed in two compiled stages. ``_sample`` is the only
+# part that depends on phi: it evaluates phi and two derivatives on the line and
+# polishes the extrema of phi'. ``_assemble`` (ladders, partition sums, crossing
+# corrections, Gaussian sums) depends only on the rule, dtype and shapes, so it
+# is compiled once and shared by every activation.
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _signature(fn, has_params, rule, sigma, mu, params):
+def _sample(fn, has_params, rule, sigma, mu, params) -> _Samples:
     dtype = sigma.dtype
     f = (lambda x: fn(x, params)) if has_params else fn
     line = rule.line(dtype)
     x = jnp.asarray(line.x, dtype)
     f0, f1, f2 = _derivatives(f, x)
+    peak = _extrema_of_slope(f, line, x, f1, f2)
+    g0 = g1 = None
+    if not isinstance(rule, quadrature.Composite):
+        _, _, g0, g1 = _gaussian_nodes(f, rule, sigma, mu, dtype)
+    return _Samples(f0, f1, f2, peak, g0, g1)
 
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _assemble(rule, sigma, mu, samples: _Samples):
+    dtype = sigma.dtype
+    line = rule.line(dtype)
+    x = jnp.asarray(line.x, dtype)
+    f0, f1, f2 = samples.f0, samples.f1, samples.f2
     if isinstance(rule, quadrature.Composite):
         body = line.body
-        xg, wg = x[body], quadrature.gaussian_weights(x[body], jnp.asarray(line.w[body], dtype), sigma, mu)
+        xg = x[body]
+        wg = quadrature.gaussian_weights(xg, jnp.asarray(line.w[body], dtype), sigma, mu)
         g0, g1v = f0[body], f1[body]
     else:
-        xg, wg, g0, g1v = _gaussian_nodes(f, rule, sigma, mu, dtype)
+        xg, wg = rule.gaussian(sigma, mu, dtype)
+        g0, g1v = samples.g0, samples.g1
     gauss = _gaussian(xg, wg, g0, g1v, sigma, mu)
 
     slopes = _slopes(line, x, f0, dtype)
-    tv = _total_variation(f, line, x, f1, f2, dtype)
+    tv = _total_variation(line, x, f1, f2, samples.peak, dtype)
     c, b, b_plus, b_minus = _tail_compensation(line, x, f0, slopes, dtype)
     alpha_p, alpha_m, beta_p, beta_m = slopes
 
-    bounded = (alpha_p == 0) & (alpha_m == 0) & jnp.isfinite(beta_p) & jnp.isfinite(beta_m)
-    superlinear = jnp.isinf(alpha_p) | jnp.isinf(alpha_m)
-    growth = jnp.where(superlinear, 2, jnp.where(bounded, 0, 1)).astype(jnp.int32)
+    growth = _growth(line, x, f0, slopes)
 
     shape = sigma.shape
     bc = lambda v: jnp.broadcast_to(v, shape)  # noqa: E731
@@ -502,6 +543,45 @@ def _slopes(line, x, f0, dtype):
     return alpha[0], alpha[1], beta[0], beta[1]
 
 
+#: Boundedness where phi has no limit at +-inf (sin x) is decided by comparing
+#: sup |phi| over the rungs ``2**k``, ``k >= 32``, with sup |phi| over the line
+#: closer in: a bounded function cannot exceed its sup, while a slowly growing
+#: one (``log|x| sin x``) gains far more than 1% over that range.
+_FAR_RUNG, _SUP_GROWTH = 32, 1.01
+
+
+def _growth(line, x, f0, slopes):
+    """Growth class index (0: A0 bounded, 1: A1 at most linear, 2: A>1 superlinear).
+
+    Per side: superlinear when the slope is infinite, or has no limit and
+    ``sup |phi(x)/x|`` keeps growing along the ladder (``x^2 sin x``); bounded
+    when the slope is 0 and the intercept finite, or has no limit while
+    ``sup |phi|`` has stopped growing (``sin x``).
+    """
+    alpha_p, alpha_m, beta_p, beta_m = slopes
+    ok = jnp.isfinite(f0)
+    f0 = jnp.where(ok, f0, jnp.inf)
+    ratio = jnp.abs(f0) / jnp.where(x == 0, 1.0, jnp.abs(x))
+
+    def settled(a, ladder, side):
+        far = ladder[_FAR_RUNG - 1 :]
+        near = np.flatnonzero(side & (np.abs(line.x) < 2.0**_FAR_RUNG)).astype(np.int32)
+        return jnp.max(a[far]) <= _SUP_GROWTH * jnp.max(a[near])
+
+    sides = []
+    for ladder, side, alpha, beta in (
+        (line.pos, line.x > 0, alpha_p, beta_p),
+        (line.neg, line.x < 0, alpha_m, beta_m),
+    ):
+        superlinear = jnp.isinf(alpha) | (jnp.isnan(alpha) & ~settled(ratio, ladder, side))
+        bounded = (alpha == 0) & (
+            jnp.isfinite(beta) | (jnp.isnan(beta) & settled(jnp.abs(f0), ladder, side))
+        )
+        sides.append((superlinear, bounded))
+    (sup_p, bd_p), (sup_m, bd_m) = sides
+    return jnp.where(sup_p | sup_m, 2, jnp.where(bd_p & bd_m, 0, 1)).astype(jnp.int32)
+
+
 def _hermite_extremum(h, f_a, f_b, d_a, d_b):
     """Value of ``phi'`` at the extremum inside an interval (and its location
     ``t`` in ``[0, 1]``), from cubic Hermite data.
@@ -549,21 +629,24 @@ def _polish_extrema(f, x, h, t, turn, peak):
     (ii,) = jnp.nonzero(turn, size=N_EXTREMA, fill_value=n)
     safe = jnp.minimum(ii, n - 1)
     lo, hi = x[safe], x[safe + 1]
-    x0 = lo + t[safe] * h[safe]
     slope = lambda u: _value_and_slope(f, u)[1]  # noqa: E731
-    for _ in range(3):
+
+    def newton(_, x0):
         _, d2, d3 = _derivatives(slope, x0)
-        step = d2 / jnp.where(d3 == 0, 1.0, d3)
-        x1 = x0 - step
-        x0 = jnp.where((x1 > lo) & (x1 < hi) & jnp.isfinite(x1), x1, x0)
-    val = slope(jax.lax.stop_gradient(x0))
+        x1 = x0 - d2 / jnp.where(d3 == 0, 1.0, d3)
+        return jnp.where((x1 > lo) & (x1 < hi) & jnp.isfinite(x1), x1, x0)
+
+    x0 = jax.lax.stop_gradient(lo + t[safe] * h[safe])
+    x0 = jax.lax.stop_gradient(jax.lax.fori_loop(0, 3, newton, x0))
+    val = slope(x0)
     val = jnp.where(jnp.isfinite(val), val, peak[safe])
     return peak.at[ii].set(val, mode="drop")
 
 
-def _total_variation(f, line, x, f1, f2, dtype):
-    """``TV(phi')`` over R: refined partition sum, tails tested and extrapolated."""
-    eps = _eps(dtype)
+def _extrema_of_slope(f, line, x, f1, f2):
+    """Per interval of the line: the extremum of ``phi'`` inside it where
+    ``phi''`` changes sign (Hermite estimate, then Newton-polished), else
+    ``phi'`` at the interval's left end. Intervals containing a kink are skipped."""
     ok = jnp.isfinite(f1) & jnp.isfinite(f2)
     f1 = jnp.where(ok, f1, 0.0)
     f2 = jnp.where(ok, f2, 0.0)
@@ -571,7 +654,19 @@ def _total_variation(f, line, x, f1, f2, dtype):
     fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
     turn = (da * db < 0) & ~jnp.asarray(line.split)
     peak, t = _hermite_extremum(h, fa, fb, da, db)
-    peak = _polish_extrema(f, x, h, t, turn, jnp.where(turn, peak, fa))
+    return _polish_extrema(f, x, h, t, turn, jnp.where(turn, peak, fa))
+
+
+def _total_variation(line, x, f1, f2, peak, dtype):
+    """``TV(phi')`` over R: refined partition sum, tails tested and extrapolated.
+
+    ``peak`` is :func:`_extrema_of_slope`'s output: the partition is the line
+    refined by the extrema of ``phi'``, so the sum is exact on monotone pieces.
+    """
+    eps = _eps(dtype)
+    ok = jnp.isfinite(f1) & jnp.isfinite(f2)
+    f1 = jnp.where(ok, f1, 0.0)
+    fa, fb = f1[:-1], f1[1:]
     v = jnp.abs(peak - fa) + jnp.abs(fb - peak)
     cum = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(v)])
     # Every ladder at once, trimmed to a common length. Outward (+-2**k) and
@@ -622,11 +717,17 @@ def _legendre_tables(order: int):
 
 
 def _legendre_all(tau, degree):
-    """``P_0(tau) .. P_degree(tau)`` stacked on a new last axis (three-term recurrence)."""
-    p = [jnp.ones_like(tau), tau]
-    for k in range(1, degree):
-        p.append(((2 * k + 1) * tau * p[k] - k * p[k - 1]) / (k + 1))
-    return jnp.stack(p[: degree + 1], axis=-1)
+    """``P_0(tau) .. P_degree(tau)`` stacked on a new last axis (three-term
+    recurrence, rolled into a scan)."""
+
+    def step(carry, k):
+        p_prev, p = carry
+        p_next = ((2 * k + 1) * tau * p - k * p_prev) / (k + 1)
+        return (p, p_next), p_next
+
+    one = jnp.ones_like(tau)
+    _, rest = jax.lax.scan(step, (one, tau), jnp.arange(1, degree, dtype=tau.dtype))
+    return jnp.moveaxis(jnp.concatenate([one[None], tau[None], rest])[: degree + 1], 0, -1)
 
 
 def _abs_integral_with_crossings(g, line, dtype):
@@ -666,10 +767,13 @@ def _abs_integral_with_crossings(g, line, dtype):
     # Start from the secant root; Newton steps kept inside the bracket.
     r = lo - v[:, :-1] * (hi - lo) / jnp.where(ch, v[:, 1:] - v[:, :-1], 1.0)
     r = jnp.where(ch, r, lo)
-    for _ in range(4):
+
+    def newton(_, r):
         val, dval = poly(r)
         r_new = r - val / jnp.where(dval == 0, 1.0, dval)
-        r = jnp.where(ch & (r_new > lo) & (r_new < hi), r_new, r)
+        return jnp.where(ch & (r_new > lo) & (r_new < hi), r_new, r)
+
+    r = jax.lax.fori_loop(0, 4, newton, jax.lax.stop_gradient(r))
     r = jax.lax.stop_gradient(jnp.where(ch, r, lo))
     k_sel = r.shape[0]
     bounds = jnp.concatenate([jnp.full((k_sel, 1), -1.0, dtype), r, jnp.ones((k_sel, 1), dtype)], axis=1)

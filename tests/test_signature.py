@@ -3,6 +3,8 @@
 import json
 import math
 import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -463,3 +465,42 @@ def test_c_where_phi_crosses_its_asymptote(a):
         ref = mp.quad(right, [0, 1, 10, 80]) + mp.quad(lambda x: abs(left(x)), sorted([-80 / A_, *roots, 0]))
     got = jaxsig.signature(_tanh_plus_gelu, 1.0, params={"a": a}).c
     assert_close(got, float(ref), 1e-12, "c with crossings")
+
+
+def _x2_sin(x):
+    return x * x * jnp.sin(x)
+
+
+def _log_growth(x):
+    return jnp.log1p(jnp.abs(x))
+
+
+@pytest.mark.parametrize(
+    "phi, growth",
+    [
+        ("sin", "A0"),  # bounded, no limit at +-inf
+        ("tanh", "A0"),
+        ("signed_sqrt", "A1"),  # unbounded with slope 0
+        (_log_growth, "A1"),
+        ("relu", "A1"),
+        (_x2_sin, "A>1"),  # no slope, but |phi(x)/x| = |x sin x| is unbounded
+        ("x^2", "A>1"),
+    ],
+)
+def test_growth_class(phi, growth):
+    for dtype in (jnp.float64, jnp.float32):
+        _, aux = jaxsig.signature(phi, jnp.asarray(1.0, dtype), with_aux=True)
+        assert jaxsig.GROWTH_CLASSES[int(aux.growth)] == growth, (phi, dtype)
+
+
+def test_switching_x64_off_in_one_process():
+    """Cached lines and compiled stages must survive jax_enable_x64 being turned off."""
+    code = (
+        "import jax; jax.config.update('jax_enable_x64', True); import jaxsig\n"
+        "a = float(jaxsig.signature('gelu', 1.0).c)\n"
+        "jax.config.update('jax_enable_x64', False)\n"
+        "s = jaxsig.signature('gelu', 1.0)\n"
+        "assert s.c.dtype.name == 'float32', s.c.dtype\n"
+        "assert abs(float(s.c) - a) < 1e-5, (float(s.c), a)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
