@@ -93,7 +93,7 @@ class Composite:
             raise ValueError(f"x_max must be a power of two >= 8, got {self.x_max=}")
         if self.mu_max < 0:
             raise ValueError(f"mu_max must be non-negative, got {self.mu_max=}")
-        object.__setattr__(self, "kinks", tuple(sorted({float(k) for k in self.kinks})))
+        object.__setattr__(self, "kinks", _normal_kinks(self.kinks))
 
     @property
     def sigma_max(self) -> float:
@@ -101,8 +101,12 @@ class Composite:
         return (self.x_max - self.mu_max) / 10.0
 
     def with_kinks(self, kinks) -> "Composite":
-        """The same rule with ``kinks`` added to the panel edges."""
-        return dataclasses.replace(self, kinks=tuple(self.kinks) + tuple(kinks))
+        """The same rule with ``kinks`` added to the panel edges.
+
+        Kinks are kept sorted and unique, and 0 (always an edge) is dropped, so
+        that equal grids are equal rules and share compiled code.
+        """
+        return dataclasses.replace(self, kinks=(*self.kinks, *kinks))
 
     def edges(self) -> np.ndarray:
         """Sorted panel edges (float64)."""
@@ -152,10 +156,11 @@ class GaussHermite:
     def __post_init__(self):
         if self.order < 1:
             raise ValueError(f"order must be positive, got {self.order=}")
-        object.__setattr__(self, "kinks", tuple(sorted({float(k) for k in self.kinks})))
+        object.__setattr__(self, "kinks", _normal_kinks(self.kinks))
 
     def with_kinks(self, kinks) -> "GaussHermite":
-        return dataclasses.replace(self, kinks=tuple(self.kinks) + tuple(kinks))
+        """The same rule with ``kinks`` added to the composite line's edges."""
+        return dataclasses.replace(self, kinks=(*self.kinks, *kinks))
 
     def line(self, dtype) -> "Line":
         """Non-Gaussian components use the default composite partition."""
@@ -192,6 +197,10 @@ def get_rule(rule: Union[str, Rule, None]) -> Rule:
     raise TypeError(
         f"rule must be a name or a jaxsig.quadrature rule instance, got {type(rule).__name__}"
     )
+
+
+def _normal_kinks(*groups) -> tuple:
+    return tuple(sorted({float(k) for g in groups for k in g} - {0.0}))
 
 
 class Line(NamedTuple):

@@ -377,6 +377,15 @@ def _derivatives(f, x):
     return y, dy, ddy
 
 
+#: Full-precision matrix products: on GPU/TPU the default float32 matmul
+#: precision (TF32/bfloat16 passes) would cost the sums their accuracy.
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _dot(a, b):
+    return jnp.matmul(a, b, precision=_HIGHEST)
+
+
 def _safe_root(v, p):
     # v ** (1/p) with a finite gradient at v = 0 (double-where).
     pos = v > 0
@@ -495,14 +504,19 @@ def _gaussian(x, w, f0, f1, sigma, mu):
     # outcome explicit and uniform (see Auxiliary.finite).
     f0 = jnp.where(jnp.isfinite(f0), f0, 0.0)
     f1 = jnp.where(jnp.isfinite(f1), f1, 0.0)
-    expect = lambda v: jnp.sum(w * v, axis=-1)  # noqa: E731
-    m1, g1 = expect(f0), expect(f1)
-    m2, d2, d4 = expect(f0 * f0), expect(f1 * f1), expect(f1**4)
     s, m = sigma[..., None], mu[..., None]
+    powers = jnp.stack([f0, f1, f0 * f0, f1 * f1, (f1 * f1) ** 2], axis=-1)
+    z2m1 = ((x - m) / s) ** 2 - 1.0
+    if f0.ndim == 1:
+        # Nodes shared by every (sigma, mu): one matrix product for all of them.
+        m1, g1, m2, d2, d4 = jnp.moveaxis(_dot(w, powers), -1, 0)
+        dm2 = _dot(w * z2m1, powers[:, 2]) / sigma
+    else:
+        m1, g1, m2, d2, d4 = jnp.moveaxis(jnp.sum(w[..., None] * powers, axis=-2), -1, 0)
+        dm2 = jnp.sum(w * z2m1 * f0 * f0, axis=-1) / sigma
+    # eta = m2 - m1^2 - sigma^2 g1^2 as E[resid^2]: no cancellation, >= 0.
     resid = f0 - m1[..., None] - g1[..., None] * (x - m)
-    eta = expect(resid * resid)
-    z2 = ((x - m) / s) ** 2
-    dm2 = expect(f0 * f0 * (z2 - 1.0)) / sigma
+    eta = jnp.sum(w * resid * resid, axis=-1)
     nan = jnp.asarray(jnp.nan, m1.dtype)
     out = dict(m1=m1, g1=g1, g2=_safe_root(d2, 2), m2=m2, eta=eta, g4=_safe_root(d4, 4), dm2_dsigma=dm2)
     out = {k: jnp.where(finite, v, nan) for k, v in out.items()}
@@ -640,6 +654,9 @@ def _polish_extrema(f, x, h, t, turn, peak):
     x0 = jax.lax.stop_gradient(jax.lax.fori_loop(0, 3, newton, x0))
     val = slope(x0)
     val = jnp.where(jnp.isfinite(val), val, peak[safe])
+    # Padding entries (ii == n) are dropped by the scatter; zero them so that no
+    # cotangent reaches them through a clamped gather in the transpose.
+    val = jnp.where(ii < n, val, 0.0)
     return peak.at[ii].set(val, mode="drop")
 
 
@@ -745,8 +762,8 @@ def _abs_integral_with_crossings(g, line, dtype):
     t, vinv = _legendre_tables(order)
     t, vinv = jnp.asarray(t, dtype), jnp.asarray(vinv, dtype)
     G = g[line.panels]  # (P, n)
-    coef = G @ vinv.T  # Legendre coefficients per panel
-    ends = _legendre_all(jnp.asarray([-1.0, 1.0], dtype), order - 1) @ coef.T  # (2, P)
+    coef = _dot(G, vinv.T)  # Legendre coefficients per panel
+    ends = _dot(_legendre_all(jnp.asarray([-1.0, 1.0], dtype), order - 1), coef.T)  # (2, P)
     vals = jnp.concatenate([ends[0][:, None], G, ends[1][:, None]], axis=1)  # (P, n + 2)
     taus = jnp.concatenate([jnp.asarray([-1.0], dtype), t, jnp.asarray([1.0], dtype)])
     change = vals[:, :-1] * vals[:, 1:] < 0
@@ -756,11 +773,11 @@ def _abs_integral_with_crossings(g, line, dtype):
 
     def poly(tau):  # value and derivative of the interpolants at tau (K, m)
         p = _legendre_all(tau, order)
-        val = jnp.einsum("kmj,kj->km", p[..., :order], a)
+        val = jnp.einsum("kmj,kj->km", p[..., :order], a, precision=_HIGHEST)
         # P_k' from (1 - t^2) P_k' = k (P_{k-1} - t P_k), safe at |t| < 1.
         k = jnp.arange(order, dtype=dtype)
         dp = k * (p[..., jnp.maximum(jnp.arange(order) - 1, 0)] - tau[..., None] * p[..., :order])
-        dval = jnp.einsum("kmj,kj->km", dp, a) / jnp.maximum(1 - tau * tau, 1e-30)
+        dval = jnp.einsum("kmj,kj->km", dp, a, precision=_HIGHEST) / jnp.maximum(1 - tau * tau, 1e-30)
         return val, dval
 
     lo, hi = taus[:-1], taus[1:]
@@ -783,7 +800,7 @@ def _abs_integral_with_crossings(g, line, dtype):
     prim = jnp.concatenate(
         [p[..., :1] * bounds[..., None] + 1.0, (p[..., kk + 1] - p[..., kk - 1]) / (2 * kk + 1)], axis=-1
     )
-    F = jnp.einsum("kmj,kj->km", prim, a)
+    F = jnp.einsum("kmj,kj->km", prim, a, precision=_HIGHEST)
     signs = jnp.sign(v)
     exact = jnp.sum(signs * (F[:, 1:] - F[:, :-1]), axis=1)
     half = jnp.asarray((line.panel_edges[:, 1] - line.panel_edges[:, 0]) / 2, dtype)
@@ -803,8 +820,10 @@ def _tail_compensation(line, x, f0, slopes, dtype):
     beta = jnp.where(right, fin(beta_p), fin(beta_m))
     g = f0 - alpha * x - beta
     # Below the rounding noise of its terms g carries no information (float32
-    # far tails); counting that noise would add O(eps x^2) to c.
-    noise = 2 * eps * (jnp.abs(f0) + jnp.abs(alpha * x) + jnp.abs(beta))
+    # far tails); counting that noise would add O(eps x^2) to c. The slope is
+    # itself a difference quotient, good to a few ulp: its error times x is
+    # noise too, else a linear drift of 1e-15 x would make c diverge.
+    noise = 2 * eps * (jnp.abs(f0) + jnp.abs(beta)) + 8 * eps * jnp.abs(alpha * x)
     g = jnp.where((jnp.abs(g) <= noise) | ~jnp.isfinite(g), 0.0, g)
     w = jnp.asarray(line.w, dtype)
     abs_w, correction, panel = _abs_integral_with_crossings(g, line, dtype)
@@ -818,8 +837,8 @@ def _tail_compensation(line, x, f0, slopes, dtype):
     pmask = jnp.stack(
         [(sign * mid[None, :] > 0) & (sign * mid[None, :] <= jnp.asarray(edges, dtype)[:, None]) for sign in (1.0, -1.0)]
     ).astype(dtype)
-    a_abs = masks @ abs_w + pmask @ correction
-    a_sgn = masks @ (w * g)
+    a_abs = _dot(masks, abs_w) + _dot(pmask, correction)
+    a_sgn = _dot(masks, w * g)
     c_pm = limits.ladder_limit(a_abs, eps * a_abs, rtol=1e3 * eps, monotone=True, window=2).value
     b_pm = limits.ladder_limit(a_sgn, eps * a_abs, rtol=1e3 * eps, window=2).value
     (c_p, c_m), (b_p, b_m) = c_pm, b_pm

@@ -207,7 +207,11 @@ def _affine(x, p):
 
 @settings(max_examples=12, deadline=None)
 @given(
-    a=st.floats(-3, 3), b=st.floats(-2, 2), k=st.floats(0.2, 3),
+    # |b| < 1e3 eps is reported as slope 0 (indistinguishable from sublinear
+    # growth; README, limits), so the slopes drawn are 0 or at least 1e-9.
+    a=st.floats(-3, 3),
+    b=st.one_of(st.just(0.0), st.floats(1e-9, 2), st.floats(-2, -1e-9)),
+    k=st.floats(0.2, 3),
     sigma=st.floats(0.1, 5), mu=st.floats(-1.5, 1.5),
 )
 def test_affine_and_scaling_laws(a, b, k, sigma, mu):
@@ -249,7 +253,8 @@ def test_input_rescaling(a, sigma):
 @pytest.mark.parametrize("name", ["tanh", "erf", "hard_tanh", "sin", "x^3", "signed_sqrt"])
 def test_odd_activation_has_zero_mean(name):
     s = jaxsig.signature(name, jnp.asarray([0.3, 1.0, 4.0]))
-    assert np.all(np.abs(np.asarray(s.m1)) < 1e-14)
+    # Zero up to rounding on the scale of phi(X) (x^3 at sigma = 4: sqrt(m2) = 248).
+    assert np.all(np.abs(np.asarray(s.m1)) < 4e-16 * np.maximum(1.0, np.sqrt(np.asarray(s.m2))))
 
 
 def test_selu_self_normalises():
