@@ -1,0 +1,97 @@
+"""New values of sigma, mu and params must never retrace (only shapes are static).
+
+``phi`` counts how often it is *traced* (called with a JAX tracer); eager
+calls with concrete arrays, such as the one-off elementwise probe, are not
+traces and are not counted.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxsig
+from jaxsig.batch import moments_batch, signature_batch
+
+TRACES = {"n": 0}
+
+
+def counted(x, p):
+    """``a x sigmoid(b x)``, counting traces."""
+    if isinstance(x, jax.core.Tracer):
+        TRACES["n"] += 1
+    return p["a"] * x * jax.nn.sigmoid(p["b"] * x)
+
+
+def _traces_for(call, values):
+    """Traces caused by each call after the first (which may compile)."""
+    call(*values[0])
+    before = TRACES["n"]
+    assert before > 0, "the counter must see the first trace"
+    for v in values[1:]:
+        jax.block_until_ready(call(*v))
+    return TRACES["n"] - before
+
+
+VALUES = [
+    (0.7, 0.0, 1.0, 1.0),
+    (1.9, 0.4, 2.0, 0.5),
+    (0.05, -1.3, 0.3, 3.0),
+]
+
+
+def _params(a, b):
+    return {"a": a, "b": b}
+
+
+def test_signature_new_values_do_not_retrace():
+    def call(sigma, mu, a, b):
+        s = jaxsig.signature(counted, sigma, params=_params(a, b), mu=mu)
+        # The values do change: a sanity check that the call really ran.
+        np.testing.assert_allclose(float(s.alpha_plus), a if b > 0 else 0.0)
+        return s
+
+    assert _traces_for(call, VALUES) == 0
+
+
+def test_moments_new_values_do_not_retrace():
+    def call(sigma, mu, a, b):
+        return jaxsig.moments(counted, jnp.asarray([sigma, 2 * sigma]), params=_params(a, b), mu=mu)
+
+    assert _traces_for(call, VALUES) == 0
+
+
+def test_user_jit_new_values_do_not_retrace():
+    @jax.jit
+    def loss(sigma, mu, a, b):
+        m = jaxsig.moments(counted, sigma, params=_params(a, b), mu=mu)
+        return m.g2**2 + m.m1**2
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)))
+    assert _traces_for(loss, [tuple(map(jnp.float64, v)) for v in VALUES]) == 0
+    assert _traces_for(grad, [tuple(map(jnp.float64, v)) for v in VALUES]) == 0
+
+
+def test_batch_new_values_do_not_retrace():
+    def call(sigma, mu, a, b):
+        p = {"a": np.full(3, a), "b": np.array([b, 2 * b, 3 * b])}
+        return moments_batch(counted, p, sigma, mu=mu, chunk_size=2)
+
+    assert _traces_for(call, VALUES) == 0
+
+
+def test_signature_batch_new_values_do_not_retrace():
+    def call(sigma, mu, a, b):
+        p = {"a": np.full(2, a), "b": np.array([b, 2 * b])}
+        return signature_batch(counted, p, sigma, mu=mu)
+
+    assert _traces_for(call, VALUES[:2]) == 0
+
+
+@pytest.mark.parametrize("new_shape", [(5,), (3, 1)])
+def test_new_shapes_do_retrace(new_shape):
+    # The counter is not blind: a new shape is a new program.
+    jaxsig.moments(counted, 1.0, params=_params(1.0, 1.0))
+    before = TRACES["n"]
+    jaxsig.moments(counted, jnp.full(new_shape, 1.1), params=_params(1.0, 1.0))
+    assert TRACES["n"] > before
