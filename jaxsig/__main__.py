@@ -1,0 +1,8 @@
+"""``python -m jaxsig``: the jaxsig command (see :mod:`jaxsig.cli`)."""
+
+import sys
+
+from jaxsig.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
