@@ -23,8 +23,8 @@ Exit status: 0 on success, 2 on a usage or input error (one line on stderr,
 when no point it found meets every target (the closest one is still reported).
 
 This module is an application: it may switch JAX to float64 (``--x64``, on by
-default, restored on return) and enable JAX's persistent compilation cache;
-library modules never touch global configuration.
+default) and point JAX's persistent compilation cache at a folder, both only for
+the duration of the command; library modules never touch global configuration.
 
 Adding a subcommand: write ``_cmd_<name>(args) -> int``, register it in
 :func:`_build_parser` with ``sub.add_parser`` (reuse :func:`_add_activation_options`
@@ -100,9 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        with warnings.catch_warnings(), jax.enable_x64(getattr(args, "x64", True)):
+        with (
+            warnings.catch_warnings(),
+            jax.enable_x64(getattr(args, "x64", True)),
+            _compilation_cache(getattr(args, "cache_dir", None)),
+        ):
             warnings.showwarning = _show_warning
-            _configure_cache(getattr(args, "cache_dir", None))
             return args.func(args)
     except CLIError as e:
         return _fail(e)
@@ -292,16 +295,28 @@ def _default_cache_dir() -> str:
     return os.path.join(base, "jaxsig", "xla")
 
 
-def _configure_cache(cache_dir: str | None):
-    """Point JAX's persistent compilation cache at ``cache_dir`` (unless the user set one)."""
+@contextlib.contextmanager
+def _compilation_cache(cache_dir: str | None):
+    """Point JAX's persistent compilation cache at ``cache_dir`` for the duration
+    of the command (unless the user set one), restoring the previous settings on
+    exit so that ``main()`` called from Python leaves the caller's config as it was."""
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
     if not cache_dir or cache_dir.lower() == "none" or jax.config.jax_compilation_cache_dir:
+        yield
         return
     try:
         os.makedirs(cache_dir, exist_ok=True)
     except OSError:
-        return  # a cache is an optimisation: run without it
-    jax.config.update("jax_compilation_cache_dir", cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        yield  # a cache is an optimisation: run without it
+        return
+    saved = {name: getattr(jax.config, name) for name in names}
+    jax.config.update(names[0], cache_dir)
+    jax.config.update(names[1], 0.2)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            jax.config.update(name, value)
 
 
 def _number(text: str) -> float:
