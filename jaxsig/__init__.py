@@ -2,12 +2,34 @@
 
 The nine-dimensional signature ``(m1, g1, g2, m2, eta, alpha_plus, alpha_minus,
 tv, c)`` of arXiv:2510.08456, computed to near machine precision, under ``jit``,
-``vmap`` and ``grad``. See ``SPEC.md`` for the definitions.
+``vmap`` and ``grad``. The definitions are in ``docs/spec.md``.
+
+The package has four wings (:mod:`jaxsig.core`, :mod:`jaxsig.theory`,
+:mod:`jaxsig.designing`, :mod:`jaxsig.app`, plus the optional
+:mod:`jaxsig.integrations`); the names below are its public face, and the
+modules ``jaxsig.activations``, ``jaxsig.quadrature``, ``jaxsig.dynamics``,
+``jaxsig.kernels``, ``jaxsig.families``, ``jaxsig.targets``, ``jaxsig.flax``
+and the others are stable import paths into them.
 """
 
-from jaxsig import activations, limits, quadrature
-from jaxsig.activations import Activation
-from jaxsig.signature import (
+# The stable module paths first: ``jaxsig.signature`` is then rebound to the
+# function of that name, as it always has been.
+from jaxsig import (
+    activations,
+    batch,
+    designer,
+    dynamics,
+    families,
+    kernels,
+    limits,
+    quadrature,
+    targets,
+    taxonomy,
+)
+from jaxsig import signature as _signature_module  # noqa: F401
+from jaxsig.core.activations import Activation
+from jaxsig.core.batch import moments_batch, signature_batch
+from jaxsig.core.signature import (
     AUX_FIELDS,
     FIELDS,
     GROWTH_CLASSES,
@@ -17,47 +39,47 @@ from jaxsig.signature import (
     moments,
     signature,
 )
+from jaxsig.designing.families import Family
+from jaxsig.designing.search import DesignResult, design
+from jaxsig.designing.targets import Targets, parse_targets
+from jaxsig.theory.taxonomy import Classification, ReportCard, classify, report_card
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    # modules
     "activations",
+    "batch",
+    "designer",
+    "dynamics",
+    "families",
+    "kernels",
     "limits",
     "quadrature",
+    "targets",
+    "taxonomy",
+    # the signature
     "Activation",
     "Signature",
     "Auxiliary",
     "Moments",
     "signature",
     "moments",
+    "signature_batch",
+    "moments_batch",
     "FIELDS",
     "AUX_FIELDS",
     "GROWTH_CLASSES",
+    # taxonomy
+    "Classification",
+    "ReportCard",
+    "classify",
+    "report_card",
+    # design
+    "Family",
+    "Targets",
+    "parse_targets",
+    "design",
+    "DesignResult",
 ]
-
-# Batched, sharded evaluation (issue 7).
-from jaxsig import batch  # noqa: E402
-from jaxsig.batch import moments_batch, signature_batch  # noqa: E402
-
-__all__ += ["batch", "signature_batch", "moments_batch"]
-
-# Growth classes and the design-principle report card (issue 3).
-from jaxsig import taxonomy  # noqa: E402
-from jaxsig.taxonomy import Classification, ReportCard, classify, report_card  # noqa: E402
-
-__all__ += ["taxonomy", "Classification", "ReportCard", "classify", "report_card"]
-
-# Designing activations by gradient descent (issue 5). The module is
-# ``jaxsig.designer``; ``jaxsig.design`` is the function.
-from jaxsig import designer, families, targets  # noqa: E402
-from jaxsig.designer import DesignResult, design  # noqa: E402
-from jaxsig.families import Family  # noqa: E402
-from jaxsig.targets import Targets, parse_targets  # noqa: E402
-
-__all__ += ["designer", "families", "targets", "design", "DesignResult", "Family", "Targets", "parse_targets"]
-
-# Signal propagation, edge of chaos and kernels (issue 4).
-from jaxsig import dynamics, kernels  # noqa: E402
-
-__all__ += ["dynamics", "kernels"]

@@ -2,7 +2,7 @@
 
 import sys
 
-from jaxsig.cli import main
+from jaxsig.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import jaxsig
-from jaxsig import cli
+from jaxsig.app import cli
 
 SQRT2PI = math.sqrt(2 * math.pi)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,134 @@
+"""Limits of sequences on geometric ladders, with a test for divergence.
+
+Slopes, intercepts, the tails of ``TV(phi')`` and of ``C(phi)`` are all limits
+of a sequence ``a_k`` sampled on a geometric ladder (``x_k = 2**k`` outward, or
+``b +- 2**-k`` toward a kink). :func:`ladder_limit` decides, with static shapes
+and no Python branching on values, which of four cases holds:
+
+1. **converged**: the last differences ``|a_k - a_{k-1}|`` are within the
+   rounding noise of the sequence (or ``rtol`` of its scale). The limit is the
+   first term of the final run of such differences, the least noisy one.
+2. **geometric**: the differences shrink by a steady ratio ``|r| < r_max``, as
+   they do for power-law corrections (``x^{-p}`` on a dyadic ladder gives
+   ``r = 2^{-p}``), or by a shrinking ratio (exponential corrections). The
+   limit is Aitken's extrapolation ``a_K + d_K r / (1 - r)`` with the last
+   ratio: exact for a pure power law, an upper bound on the remainder when the
+   ratio shrinks.
+3. **divergent**: the last ``4`` differences share a sign and do not shrink
+   (``r >= r_max``): ``log x``, ``x^p`` and faster. The limit is ``+-inf``.
+4. **no limit**: anything else (bounded oscillation such as ``sin x``). The
+   limit is ``NaN``, unless ``monotone=True`` (a cumulative sum of non-negative
+   terms), where irregular non-shrinking increments mean ``+inf``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["LadderLimit", "ladder_limit", "CONVERGED", "GEOMETRIC", "DIVERGENT", "NO_LIMIT"]
+
+CONVERGED, GEOMETRIC, DIVERGENT, NO_LIMIT = 0, 1, 2, 3
+
+#: Largest contraction ratio accepted as convergence. A steadier ratio means
+#: increments that do not shrink fast enough to tell from divergence on a
+#: 48-rung ladder (``x^{-0.07}`` corrections and slower are called divergent).
+R_MAX = 0.95
+
+
+class LadderLimit(NamedTuple):
+    """Result of :func:`ladder_limit`.
+
+    Attributes:
+      value: the limit; ``+-inf`` when divergent, ``NaN`` when it does not exist.
+      status: ``CONVERGED`` (0), ``GEOMETRIC`` (1), ``DIVERGENT`` (2) or
+        ``NO_LIMIT`` (3), as an int32 array.
+    """
+
+    value: jax.Array
+    status: jax.Array
+
+
+def _safe_div(num, den):
+    # Double-where: the unused branch must not produce inf/NaN gradients.
+    ok = den != 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+def ladder_limit(a, noise, *, rtol, monotone: bool = False, window: int = 3) -> LadderLimit:
+    """Limit of ``a[..., k]`` as ``k`` grows, or a verdict that there is none.
+
+    Args:
+      a: sequence along the last axis (at least ``window + 2`` terms).
+      noise: rounding-noise scale of each term, same shape as ``a``.
+      rtol: differences below ``rtol * (1 + |a_K|)`` also count as converged.
+      monotone: ``a`` is non-decreasing by construction (cumulative sums of
+        non-negative terms): then a sequence that neither converges nor shrinks
+        geometrically diverges to ``+inf``.
+      window: how many final differences must agree for a verdict.
+
+    Returns:
+      :class:`LadderLimit`, batched over the leading axes.
+    """
+    a = jnp.asarray(a)
+    finite = jnp.all(jnp.isfinite(a), axis=-1)
+    # Overflowed terms (``inf``) come from growth: the limit is that infinity.
+    blown = jnp.where(jnp.isfinite(a), 0.0, jnp.nan_to_num(jnp.sign(a)))
+    a = jnp.where(jnp.isfinite(a), a, 0.0)
+    d = jnp.diff(a, axis=-1)
+    scale = 1.0 + jnp.abs(a[..., -1:])
+    tol = 4.0 * (noise[..., 1:] + noise[..., :-1]) + rtol * scale + jnp.finfo(a.dtype).tiny
+    small = jnp.abs(d) <= tol
+    converged = jnp.all(small[..., -window:], axis=-1)
+    # Among the terms of the final converged run, take the one whose error bound
+    # max(|next difference|, own noise) is smallest: early terms carry truncation
+    # error, late ones (large x) carry rounding noise.
+    k = jnp.arange(d.shape[-1])
+    start = jnp.max(jnp.where(small, -1, k), axis=-1) + 1
+    nxt = jnp.concatenate([jnp.abs(d), jnp.abs(d[..., -1:])], axis=-1)
+    bound = jnp.maximum(nxt, noise)
+    bound = jnp.where(jnp.arange(a.shape[-1]) >= start[..., None], bound, jnp.inf)
+    best = jnp.argmin(bound, axis=-1)
+    at_best = jnp.take_along_axis(a, best[..., None], axis=-1)[..., 0]
+
+    # Ratios only pick the case and the Aitken factor; differentiating them would
+    # divide by near-zero differences. Treating them as constants gives the
+    # exact gradient for a pure power law and a finite one always.
+    ds = jax.lax.stop_gradient(d)
+    r1 = _safe_div(ds[..., -2], ds[..., -3])
+    r2 = _safe_div(ds[..., -1], ds[..., -2])
+    steady = jnp.abs(r1 - r2) <= 0.05 * jnp.maximum(jnp.abs(r1), jnp.abs(r2))
+    # Faster than geometric (exponential tails on a dyadic ladder): ratios that
+    # keep shrinking and increments that fell a thousandfold over three rungs;
+    # Aitken's tail with the last ratio is then an upper bound. Both conditions
+    # together reject the random increments of an oscillation.
+    r0 = _safe_div(ds[..., -3], ds[..., -4])
+    accelerating = (
+        (r2 >= 0) & (r2 <= r1) & (r1 <= r0) & (r0 < R_MAX)
+        & (jnp.abs(ds[..., -1]) <= 1e-3 * jnp.abs(ds[..., -4]))
+    )
+    geometric = (steady | accelerating) & (jnp.abs(r2) < R_MAX) & (d[..., -2] != 0)
+    extrapolated = a[..., -1] + d[..., -1] * _safe_div(r2, 1.0 - r2)
+
+    tail = d[..., -(window + 1):]
+    same_sign = jnp.all(tail > 0, axis=-1) | jnp.all(tail < 0, axis=-1)
+    ratios = _safe_div(ds[..., -window:], ds[..., -(window + 1):-1])
+    growing = same_sign & jnp.all(ratios >= R_MAX, axis=-1)
+    if monotone:
+        growing = ~converged & ~geometric
+    diverged_value = jnp.where(d[..., -1] >= 0, jnp.inf, -jnp.inf).astype(a.dtype)
+
+    value = jnp.where(
+        converged,
+        at_best,
+        jnp.where(geometric, extrapolated, jnp.where(growing, diverged_value, jnp.nan)),
+    )
+    status = jnp.where(
+        converged, CONVERGED, jnp.where(geometric, GEOMETRIC, jnp.where(growing, DIVERGENT, NO_LIMIT))
+    )
+    overflow_sign = blown[..., -1]
+    value = jnp.where(finite, value, jnp.where(overflow_sign != 0, overflow_sign * jnp.inf, jnp.nan))
+    status = jnp.where(finite, status, jnp.where(overflow_sign != 0, DIVERGENT, NO_LIMIT))
+    return LadderLimit(value.astype(a.dtype), status.astype(jnp.int32))
