@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import jaxsig
-from jaxsig.batch import moments_batch, signature_batch
+from jaxsig.batch import moments_batch
 
 EPS = float(np.finfo(np.float64).eps)
 BETAS = np.array([0.5, 0.8, 1.0, 1.7, 2.9])
@@ -100,7 +100,9 @@ def test_callable_with_pytree_params_and_float32():
 def test_python_lists_and_broadcasting():
     m = moments_batch("swish_beta", {"beta": BETAS}, [[0.5], [1.0]], mu=[0.0, 0.2, -0.4])
     assert m.m2.shape == (BETAS.size, 2, 3)
-    one = jaxsig.moments("swish_beta", np.array([[0.5], [1.0]]), params={"beta": BETAS[1]}, mu=np.array([0.0, 0.2, -0.4]))
+    one = jaxsig.moments(
+        "swish_beta", np.array([[0.5], [1.0]]), params={"beta": BETAS[1]}, mu=np.array([0.0, 0.2, -0.4])
+    )
     assert _max_rel(m.m2[1], one.m2) <= ULPS
 
 
@@ -166,7 +168,7 @@ _MULTI_DEVICE = textwrap.dedent(
     betas = np.array([0.5, 0.8, 1.0, 1.3, 1.7, 2.2, 2.9, 3.5, 4.0, 5.0])  # 10 rows: padded to 12
     sigmas, mu = np.array([0.3, 1.0, 2.5]), 0.3
 
-    one = lambda b: jaxsig.signature("swish_beta", sigmas, params={"beta": b}, mu=mu, with_aux=True)
+    one = lambda b: jaxsig.signature_with_aux("swish_beta", sigmas, params={"beta": b}, mu=mu)
     on_one = jax.device_put(jnp.asarray(betas), jax.devices()[0])
     ref_sig, ref_aux = jax.jit(jax.vmap(one))(on_one)
     sig, aux = signature_batch("swish_beta", {"beta": betas}, sigmas, mu=mu, chunk_size=2, with_aux=True)
@@ -213,9 +215,7 @@ def test_sharded_over_four_host_devices_matches_one_device():
         JAX_ENABLE_X64="1",
         JAX_PLATFORMS="cpu",
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", _MULTI_DEVICE], env=env, capture_output=True, text=True, timeout=600
-    )
+    proc = subprocess.run([sys.executable, "-c", _MULTI_DEVICE], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["shape"] == [10, 3]

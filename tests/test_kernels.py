@@ -72,7 +72,9 @@ def conditional_reference(f, kinks, q, c, panels=80, width=11.0):
     from 1 (the conditional density must not be narrower than the panels).
     """
     s = math.sqrt(q)
-    outer_edges = np.unique(np.concatenate([np.linspace(-width * s, width * s, panels + 1), [k for k in kinks if abs(k) < width * s]]))
+    outer_edges = np.unique(
+        np.concatenate([np.linspace(-width * s, width * s, panels + 1), [k for k in kinks if abs(k) < width * s]])
+    )
     u, wu = _gl_panels(outer_edges)
     wu = wu * np.exp(-0.5 * u**2 / q) / math.sqrt(2 * PI * q)
     mu, t = c * u, math.sqrt((1 - c * c) * q)
@@ -143,7 +145,10 @@ def test_price_theorem_and_finite_differences():
     # Smooth phi here; for ReLU, Price's theorem meets closed forms in
     # test_relu_derivative_dual_is_the_step_kernel and test_kernel_gradient_*.
     name, q = "tanh", 1.3
-    dual = lambda c, qq: K.dual(name, c, q=qq)  # noqa: E731
+
+    def dual(c, qq):
+        return K.dual(name, c, q=qq)
+
     for c in (-0.6, 0.2, 0.95):
         dc, dq = jax.grad(dual, argnums=(0, 1))(c, q)
         h = 1e-5
@@ -186,7 +191,9 @@ def test_kernel_laws():
     # K(x, x) = m2(|x|); K(0, y) = phi(0) m1(|y|).
     np.testing.assert_allclose(k(x, x), jaxsig.moments("tanh", jnp.linalg.norm(x)).m2, rtol=1e-13)
     zero = jnp.zeros_like(x)
-    np.testing.assert_allclose(K.kernel("sigmoid", zero, y), 0.5 * jaxsig.moments("sigmoid", jnp.linalg.norm(y)).m1, rtol=1e-13)
+    np.testing.assert_allclose(
+        K.kernel("sigmoid", zero, y), 0.5 * jaxsig.moments("sigmoid", jnp.linalg.norm(y)).m1, rtol=1e-13
+    )
     np.testing.assert_allclose(K.kernel("relu", x, y), relu_kernel_closed(x, y), rtol=1e-13)
 
 
@@ -247,7 +254,9 @@ def _every_builtin(x, params):
     return jax.lax.switch(params["index"].astype(jnp.int32), branches, x)
 
 
-EVERY = A.Activation("every_builtin", _every_builtin, {"index": 0.0}, tuple(sorted({k for a in BUILTINS for k in a.kinks})))
+EVERY = A.Activation(
+    "every_builtin", _every_builtin, {"index": 0.0}, tuple(sorted({k for a in BUILTINS for k in a.kinks}))
+)
 
 
 @jax.jit
@@ -279,7 +288,10 @@ def test_dispatcher_is_the_activation():
     x, y = _random_pair(9, d=3)
     i = float(A.names().index("relu6"))
     np.testing.assert_allclose(
-        K.kernel_mixed_hessian(EVERY, x, y, params={"index": i}), K.kernel_mixed_hessian("relu6", x, y), rtol=1e-12, atol=1e-14
+        K.kernel_mixed_hessian(EVERY, x, y, params={"index": i}),
+        K.kernel_mixed_hessian("relu6", x, y),
+        rtol=1e-12,
+        atol=1e-14,
     )
 
 

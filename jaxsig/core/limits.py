@@ -23,14 +23,78 @@ and no Python branching on values, which of four cases holds:
 
 from __future__ import annotations
 
+import enum
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["LadderLimit", "ladder_limit", "CONVERGED", "GEOMETRIC", "DIVERGENT", "NO_LIMIT"]
+from jaxsig.core._numerics import safe_div as _safe_div
 
-CONVERGED, GEOMETRIC, DIVERGENT, NO_LIMIT = 0, 1, 2, 3
+__all__ = [
+    "LadderLimit",
+    "ladder_limit",
+    "Status",
+    "describe",
+    "worst",
+    "CONVERGED",
+    "GEOMETRIC",
+    "DIVERGENT",
+    "NO_LIMIT",
+    "NON_FINITE",
+]
+
+
+class Status(enum.IntEnum):
+    """How a component was decided; every result field carries one (int32).
+
+    Larger codes are worse: a component combined from several limits carries the
+    largest of their codes (:func:`worst`).
+    """
+
+    #: The sequence settled within its rounding noise.
+    CONVERGED = 0
+    #: The remainder was extrapolated from a steady geometric ratio (power-law
+    #: or faster corrections); accurate to the ratio's steadiness.
+    GEOMETRIC = 1
+    #: The limit or the integral diverges; the value is ``+-inf``.
+    DIVERGENT = 2
+    #: The sequence oscillates without settling: no limit exists; the value is
+    #: ``NaN`` (slopes, intercepts) or ``inf`` (``c``, which needs them).
+    NO_LIMIT = 3
+    #: ``phi`` or ``phi'`` was not finite where it was evaluated; the value is ``NaN``.
+    NON_FINITE = 4
+
+    @property
+    def message(self) -> str:
+        """One sentence a user can print next to the value."""
+        return _MESSAGES[self]
+
+
+_MESSAGES = {
+    Status.CONVERGED: "converged to rounding",
+    Status.GEOMETRIC: "extrapolated from a geometric tail (power-law or faster corrections)",
+    Status.DIVERGENT: "diverges: the value is infinite",
+    Status.NO_LIMIT: "has no limit (bounded or growing oscillation)",
+    Status.NON_FINITE: "phi or phi' was not finite at an evaluation point",
+}
+
+CONVERGED, GEOMETRIC, DIVERGENT, NO_LIMIT, NON_FINITE = (int(s) for s in Status)
+
+
+def worst(*statuses):
+    """The elementwise worst (largest) of several status arrays."""
+    out = jnp.asarray(statuses[0], jnp.int32)
+    for s in statuses[1:]:
+        out = jnp.maximum(out, jnp.asarray(s, jnp.int32))
+    return out
+
+
+def describe(status) -> list[str]:
+    """The message of each entry of a (concrete) status array, flattened."""
+    return [Status(int(v)).message for v in np.asarray(status).ravel()]
+
 
 #: Largest contraction ratio accepted as convergence. A steadier ratio means
 #: increments that do not shrink fast enough to tell from divergence on a
@@ -49,12 +113,6 @@ class LadderLimit(NamedTuple):
 
     value: jax.Array
     status: jax.Array
-
-
-def _safe_div(num, den):
-    # Double-where: the unused branch must not produce inf/NaN gradients.
-    ok = den != 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
 def ladder_limit(a, noise, *, rtol, monotone: bool = False, window: int = 3) -> LadderLimit:
@@ -106,15 +164,14 @@ def ladder_limit(a, noise, *, rtol, monotone: bool = False, window: int = 3) -> 
     # together reject the random increments of an oscillation.
     r0 = _safe_div(ds[..., -3], ds[..., -4])
     accelerating = (
-        (r2 >= 0) & (r2 <= r1) & (r1 <= r0) & (r0 < R_MAX)
-        & (jnp.abs(ds[..., -1]) <= 1e-3 * jnp.abs(ds[..., -4]))
+        (r2 >= 0) & (r2 <= r1) & (r1 <= r0) & (r0 < R_MAX) & (jnp.abs(ds[..., -1]) <= 1e-3 * jnp.abs(ds[..., -4]))
     )
     geometric = (steady | accelerating) & (jnp.abs(r2) < R_MAX) & (d[..., -2] != 0)
     extrapolated = a[..., -1] + d[..., -1] * _safe_div(r2, 1.0 - r2)
 
-    tail = d[..., -(window + 1):]
+    tail = d[..., -(window + 1) :]
     same_sign = jnp.all(tail > 0, axis=-1) | jnp.all(tail < 0, axis=-1)
-    ratios = _safe_div(ds[..., -window:], ds[..., -(window + 1):-1])
+    ratios = _safe_div(ds[..., -window:], ds[..., -(window + 1) : -1])
     growing = same_sign & jnp.all(ratios >= R_MAX, axis=-1)
     if monotone:
         growing = ~converged & ~geometric
@@ -125,9 +182,7 @@ def ladder_limit(a, noise, *, rtol, monotone: bool = False, window: int = 3) -> 
         at_best,
         jnp.where(geometric, extrapolated, jnp.where(growing, diverged_value, jnp.nan)),
     )
-    status = jnp.where(
-        converged, CONVERGED, jnp.where(geometric, GEOMETRIC, jnp.where(growing, DIVERGENT, NO_LIMIT))
-    )
+    status = jnp.where(converged, CONVERGED, jnp.where(geometric, GEOMETRIC, jnp.where(growing, DIVERGENT, NO_LIMIT)))
     overflow_sign = blown[..., -1]
     value = jnp.where(finite, value, jnp.where(overflow_sign != 0, overflow_sign * jnp.inf, jnp.nan))
     status = jnp.where(finite, status, jnp.where(overflow_sign != 0, DIVERGENT, NO_LIMIT))

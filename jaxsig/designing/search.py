@@ -12,7 +12,7 @@ any:
 The method, in five steps:
 
 1. **Starts.** Restart 0 is the family's default ``init_params``; the others
-   are ``family.random_init(key, restarts - 1)`` with ``key = PRNGKey(seed)``,
+   are ``family.random_init(key, restarts - 1)`` with ``key = jax.random.key(seed)``,
    so a result is reproducible from its seed.
 2. **Augmented Lagrangian** (Powell–Hestenes–Rockafellar). With weighted
    residuals ``r_i`` (``v - b`` for ``<=`` and ``==``, ``b - v`` for ``>=``),
@@ -72,14 +72,11 @@ step.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import json
 import math
 import sys
-from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -87,10 +84,13 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from jaxsig._version import __version__
+from jaxsig.core import _progress
 from jaxsig.core import activations as _activations
+from jaxsig.core.signature import FIELDS, Signature, moments, signature_with_aux
 from jaxsig.designing import families as _families
 from jaxsig.designing import targets as _targets
-from jaxsig.core.signature import FIELDS, Signature, moments, signature
+from jaxsig.designing.result import DesignResult, History
 
 __all__ = ["design", "DesignResult", "History", "default_optimizer"]
 
@@ -99,22 +99,6 @@ _GAUSSIAN_INDEX = np.array([_targets.COMPONENTS.index(c) for c in _targets.GAUSS
 _RHO0, _RHO_GROWTH, _RHO_MAX = 10.0, 10.0, 1e8
 _NEAR = 0.1  # lazy targets join the inner loop within 10 % of (1 + |bound|)
 _ACTIVE = 1e-3  # the polish treats inequalities within 1e-3 (1 + |b|) as active
-
-
-class History(NamedTuple):
-    """Search history, one row per round (and a last one after the polish).
-
-    Attributes:
-      step: optimizer steps done at the end of each row, ``(K,)``.
-      violation: weighted total violation ``sum_i w_i viol_i`` per restart, ``(K, R)``.
-      objective: weighted objective per restart, ``(K, R)`` (0 without objectives).
-      rho: penalty parameter per restart, ``(K, R)``.
-    """
-
-    step: np.ndarray
-    violation: np.ndarray
-    objective: np.ndarray
-    rho: np.ndarray
 
 
 @functools.lru_cache(maxsize=None)
@@ -289,7 +273,10 @@ class _Evaluation(NamedTuple):
 
     def where(self, mask: np.ndarray, other: "_Evaluation") -> "_Evaluation":
         """``other`` on the restarts in ``mask``, ``self`` elsewhere."""
-        pick = lambda a, b: np.where(mask.reshape((-1,) + (1,) * (np.ndim(a) - 1)), b, a)  # noqa: E731
+
+        def pick(a, b):
+            return np.where(mask.reshape((-1,) + (1,) * (np.ndim(a) - 1)), b, a)
+
         fields = [pick(a, b) for a, b in zip(self, other)]
         fields[1] = [b if m else a for a, b, m in zip(self.signatures, other.signatures, mask)]
         return _Evaluation(*fields)
@@ -305,12 +292,14 @@ class _Evaluation(NamedTuple):
 
 @jax.jit
 def _summaries(arrays, values, eq_tol):
-    one = lambda v: (  # noqa: E731
-        _targets.satisfied(arrays, v, eq_tol=eq_tol),
-        _targets.violations_of(arrays, v),
-        _targets.objective(arrays, v),
-        _targets.margins(arrays, v),
-    )
+    def one(v):
+        return (
+            _targets.satisfied(arrays, v, eq_tol=eq_tol),
+            _targets.violations_of(arrays, v),
+            _targets.objective(arrays, v),
+            _targets.margins(arrays, v),
+        )
+
     return jax.vmap(one)(values)
 
 
@@ -328,16 +317,19 @@ def _evaluate(act, params, targets, rule, eq_tol, full) -> _Evaluation:
     sig_t = np.asarray(targets.arrays.sigma, dtype)
     values, sigs = [], []
     for i in range(n):
-        p = jax.tree_util.tree_map(lambda x: x[i], params)
+        p = jax.tree_util.tree_map(lambda x, i=i: x[i], params)
         try:
             tables = [moments(act, sig_t, params=p, rule=rule)]
             sig = None
             if full:
-                s, aux = signature(act, np.asarray(targets.sigma, dtype), params=p, rule=rule, with_aux=True)
+                s, aux = signature_with_aux(act, np.asarray(targets.sigma, dtype), params=p, rule=rule)
                 sig = np.array(s)
+
                 # The sigma-independent components from the signature, broadcast over the
                 # targets; the Gaussian ones from the moments (later tables win in pick).
-                wide = lambda t: type(t)(*(np.broadcast_to(np.asarray(f), sig_t.shape) for f in t))  # noqa: E731
+                def wide(t):
+                    return jax.tree_util.tree_map(lambda f: np.broadcast_to(np.asarray(f), sig_t.shape), t)
+
                 tables = [wide(s), wide(aux), *tables]
             values.append(np.asarray(_targets.pick(targets.arrays, *tables)))
             sigs.append(sig)
@@ -374,243 +366,25 @@ def _near_lazy(targets, values):
     return False
 
 
-# --- Result ------------------------------------------------------------------------------
-
-
-def _num(v):
-    v = float(v)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
-
-
-def _unnum(v):
-    return float(v) if isinstance(v, str) else v
-
-
-def _from_lists(tree):
-    return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree, is_leaf=lambda x: isinstance(x, list))
-
-
-def _tree_to_json(tree):
-    return jax.tree_util.tree_map(lambda x: np.asarray(x).tolist(), tree)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class DesignResult:
-    """The outcome of :func:`design`.
-
-    Attributes:
-      family: the searched :class:`~jaxsig.families.Family` (or Activation).
-      params: the chosen parameters (NumPy pytree).
-      targets: the :class:`~jaxsig.targets.Targets`.
-      feasible: whether every target holds at ``params``.
-      values: each target's component value, ``(T,)``.
-      margins: each target's margin (``>= 0`` satisfied; ``nan`` for objectives).
-      satisfied: each target's verdict, ``(T,)`` bool.
-      signature: the :class:`~jaxsig.Signature` of the designed activation at
-        ``targets.sigma`` (floats).
-      objective: the weighted objective (0 without objectives).
-      violation: the weighted total violation ``sum_i w_i viol_i`` (finite part).
-      restart: index of the chosen restart (0: the default start).
-      history: :class:`History`.
-      seed, steps, restarts, rounds: search settings.
-      eq_tol: tolerance used for equalities.
-      dtype: working precision.
-      optimizer: description of the optimizer.
-      version: jaxsig version that produced it.
-    """
-
-    family: Any
-    params: Any
-    targets: _targets.Targets
-    feasible: bool
-    values: np.ndarray
-    margins: np.ndarray
-    satisfied: np.ndarray
-    signature: Optional[Signature]
-    objective: float
-    violation: float
-    restart: int
-    history: History
-    seed: int
-    steps: int
-    restarts: int
-    rounds: int
-    eq_tol: float
-    dtype: str
-    optimizer: str
-    version: str
-
-    @property
-    def sigma(self) -> float:
-        """Default input scale of the targets."""
-        return self.targets.sigma
-
-    @property
-    def activation(self) -> _activations.Activation:
-        """The designed activation: the family's function with ``params``."""
-        fam = self.family
-        if isinstance(fam, _families.Family):
-            return fam.activation(self.params)
-        return dataclasses.replace(fam, params=self.params)
-
-    def summary(self) -> str:
-        """A table of targets with values, margins and verdicts, and the parameters."""
-        head = "feasible" if self.feasible else "INFEASIBLE (closest point found)"
-        lines = [
-            f"DesignResult: {head}; family {self.family.name!r}, restart {self.restart} of "
-            f"{self.restarts}, seed {self.seed}, {self.steps} steps, {self.dtype}",
-        ]
-        width = max(len(t) for t in self.targets.texts)
-        lines.append(f"  {'target':<{width}}  {'value':>22}  {'margin':>10}  ok")
-        for text, v, m, ok in zip(self.targets.texts, self.values, self.margins, self.satisfied):
-            mtxt = "" if np.isnan(m) else f"{m + 0.0:10.3g}"  # + 0.0: print -0 as 0
-            lines.append(f"  {text:<{width}}  {float(v):>22.16g}  {mtxt:>10}  {'yes' if ok else 'NO'}")
-        if self.signature is not None:
-            sig = ", ".join(f"{k}={float(v):.6g}" for k, v in self.signature._asdict().items())
-            lines.append(f"  signature at sigma={self.sigma:g}: {sig}")
-        flat = jax.tree_util.tree_map(lambda x: np.round(np.asarray(x, float), 6).tolist(), self.params)
-        lines.append(f"  params: {flat}")
-        return "\n".join(lines)
-
-    __str__ = summary
-
-    def to_dict(self) -> dict:
-        """A JSON-able dict; non-finite numbers are the strings ``"inf"``, ``"-inf"``, ``"nan"``."""
-        fam = self.family
-        spec = fam.spec() if isinstance(fam, _families.Family) else {"name": fam.name, "config": {}}
-        spec["kind"] = "family" if isinstance(fam, _families.Family) else "activation"
-        report = [
-            {"target": t, "value": _num(v), "margin": _num(m), "satisfied": bool(ok)}
-            for t, v, m, ok in zip(self.targets.texts, self.values, self.margins, self.satisfied)
-        ]
-        nums = lambda a: jax.tree_util.tree_map(_num, np.asarray(a).tolist())  # noqa: E731
-        return {
-            "format": _FORMAT,
-            "jaxsig_version": self.version,
-            "family": spec,
-            "params": _tree_to_json(self.params),
-            "targets": list(self.targets.texts),
-            "sigma": self.sigma,
-            "feasible": bool(self.feasible),
-            "report": report,
-            "signature": None if self.signature is None else {k: _num(v) for k, v in self.signature._asdict().items()},
-            "objective": _num(self.objective),
-            "violation": _num(self.violation),
-            "restart": int(self.restart),
-            "search": {
-                "seed": self.seed, "steps": self.steps, "restarts": self.restarts, "rounds": self.rounds,
-                "eq_tol": self.eq_tol, "dtype": self.dtype, "optimizer": self.optimizer,
-            },
-            "history": {k: nums(getattr(self.history, k)) for k in History._fields},
-        }
-
-    def save(self, path) -> Path:
-        """Write :meth:`to_dict` as standard JSON (no NaN/Infinity literals) to ``path``."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
-        return path
-
-    @classmethod
-    def from_dict(cls, d: dict, family=None) -> "DesignResult":
-        """Rebuild a result from :meth:`to_dict`; the family is rebuilt by name unless given."""
-        if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            raise ValueError(f"not a saved DesignResult (expected format {_FORMAT!r})")
-        spec = d["family"]
-        if family is None:
-            try:
-                if spec.get("kind") == "activation":
-                    family = _activations.get(spec["name"])
-                else:
-                    family = _families.get(spec["name"], **spec.get("config", {}))
-            except KeyError as e:
-                raise ValueError(
-                    f"cannot rebuild {spec['name']!r}: {e.args[0]} Pass family= to load()."
-                ) from None
-            if jax.tree_util.tree_structure(_from_lists(d["params"])) != jax.tree_util.tree_structure(family.params):
-                raise ValueError(
-                    f"the saved parameters do not fit the registered {spec['name']!r} (its parameters are "
-                    f"{family.params}); pass the activation that was designed as family= to load()."
-                )
-        targets = _targets.parse_targets(d["targets"], sigma=d["sigma"])
-        params = _from_lists(d["params"])
-        arr = lambda key: np.array([_unnum(r[key]) for r in d["report"]], np.float64)  # noqa: E731
-        hist = d["history"]
-        unn = lambda a: np.asarray(jax.tree_util.tree_map(_unnum, a), np.float64)  # noqa: E731
-        sig = d["signature"]
-        s = d["search"]
-        return cls(
-            family=family,
-            params=params,
-            targets=targets,
-            feasible=bool(d["feasible"]),
-            values=arr("value"),
-            margins=arr("margin"),
-            satisfied=np.array([bool(r["satisfied"]) for r in d["report"]]),
-            signature=None if sig is None else Signature(**{k: float(_unnum(sig[k])) for k in FIELDS}),
-            objective=float(_unnum(d["objective"])),
-            violation=float(_unnum(d["violation"])),
-            restart=int(d["restart"]),
-            history=History(*(unn(hist[k]) for k in History._fields)),
-            seed=s["seed"], steps=s["steps"], restarts=s["restarts"], rounds=s["rounds"],
-            eq_tol=s["eq_tol"], dtype=s["dtype"], optimizer=s["optimizer"], version=d["jaxsig_version"],
-        )
-
-    @classmethod
-    def load(cls, path, family=None) -> "DesignResult":
-        """Read a result written by :meth:`save`.
-
-        Args:
-          path: the JSON file.
-          family: the family or activation, if it is not a built-in one (the
-            file stores its name and configuration only).
-        """
-        return cls.from_dict(json.loads(Path(path).read_text()), family=family)
-
-
-# --- Progress ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _progress(total: int, enabled: bool) -> Iterator[Callable[[str], None]]:
-    """``advance(label)`` after each of ``total`` units: a rich progress bar on stderr
-    (``pip install jaxsig[cli]``), or nothing when disabled or rich is missing."""
-    if enabled:
-        try:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        except ImportError:
-            enabled = False
-    if not enabled:
-        yield lambda label: None
-        return
-    cols = (TextColumn("design {task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*cols, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("", total=total)
-        yield lambda label: bar.update(task, advance=1, description=label)
-
-
 # --- design -------------------------------------------------------------------------------------
 
 
 def _as_family(family):
-    if isinstance(family, _families.Family):
-        return family
-    if isinstance(family, str):
-        try:
-            return _families.get(family)
-        except KeyError as err:
-            try:  # a registered activation with parameters, e.g. "softplus_beta"
-                family = _activations.get(family)
-            except KeyError:
-                raise err from None
+    """A family or a parametrised activation to design, resolved by the one name
+    resolver (:func:`jaxsig.activations.resolve`: activations first)."""
+    name = family if isinstance(family, str) else None
+    if name is not None:
+        family = _activations.resolve(name)
     if isinstance(family, _activations.Activation):
         if family.params is None:
+            hint = ""
+            if name is not None:
+                try:
+                    hint = f" The family of that name is {_activations.family(name).name!r}."
+                except KeyError:
+                    pass
             raise ValueError(
-                f"activation {family.name!r} has no parameters to design; pick a family from "
+                f"activation {family.name!r} has no parameters to design.{hint} Pick a family from "
                 f"jaxsig.families.names(): {', '.join(_families.names())}"
             )
         return family
@@ -631,10 +405,13 @@ def _starts(fam, init_params, restarts, key, dtype):
         # Generic restarts: 10 % relative noise (plus 0.1 absolute) around the start.
         leaves, treedef = jax.tree_util.tree_flatten(base)
         keys = jax.random.split(key, len(leaves))
-        rand = jax.tree_util.tree_unflatten(treedef, [
-            x + (0.1 + 0.1 * jnp.abs(x)) * jax.random.normal(k, (restarts - 1,) + x.shape, dtype)
-            for k, x in zip(keys, leaves)
-        ])
+        rand = jax.tree_util.tree_unflatten(
+            treedef,
+            [
+                x + (0.1 + 0.1 * jnp.abs(x)) * jax.random.normal(k, (restarts - 1,) + x.shape, dtype)
+                for k, x in zip(keys, leaves)
+            ],
+        )
     rand = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), rand)
     return jax.tree_util.tree_map(lambda a, r: jnp.concatenate([a[None], r]), base, rand)
 
@@ -691,8 +468,12 @@ def design(
     """
     fam = _as_family(family)
     tg = _targets.parse_targets(targets, sigma=sigma)
-    for name, v, lo in (("steps", steps, 1), ("restarts", restarts, 1), ("rounds", rounds, 1),
-                        ("polish_steps", polish_steps, 0)):
+    for name, v, lo in (
+        ("steps", steps, 1),
+        ("restarts", restarts, 1),
+        ("rounds", rounds, 1),
+        ("polish_steps", polish_steps, 0),
+    ):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {name}={v!r}")
     if rounds > steps:
@@ -712,9 +493,11 @@ def design(
     # The polish does not depend on the optimizer: leave it out of its compilation key.
     projection = functools.partial(_Problem, fn=fam.fn, kinks=tuple(fam.kinks), rule=rule, optimizer=None, inner=0)
     arrays = _targets.TargetArrays(*(jnp.asarray(a, dtype if a.dtype.kind == "f" else None) for a in tg.arrays))
-    evaluate = lambda p, full=tg.needs_signature: _evaluate(fam, p, tg, rule, eq_tol, full)  # noqa: E731
 
-    params = _starts(fam, init_params, restarts, jax.random.PRNGKey(seed), dtype)
+    def evaluate(p, full=tg.needs_signature):
+        return _evaluate(fam, p, tg, rule, eq_tol, full)
+
+    params = _starts(fam, init_params, restarts, jax.random.key(seed), dtype)
     state = _State(
         params=params,
         opt_state=jax.vmap(opt.init)(params),
@@ -728,7 +511,7 @@ def design(
         full = _near_lazy(tg, evaluate(params).values)
 
     history = []
-    with _progress(rounds + 1, progress) as advance:
+    with _progress.progress(rounds + 1, progress, "jaxsig design") as advance:
         for k in range(rounds):
             state = _round(problem(full=full), state, arrays)
             ev = evaluate(state.params)
@@ -783,11 +566,5 @@ def design(
         eq_tol=eq_tol,
         dtype=jnp.dtype(dtype).name,
         optimizer="adam(0.02, cosine decay to 5 %)" if optimizer is None else repr(optimizer)[:80],
-        version=_version(),
+        version=__version__,
     )
-
-
-def _version() -> str:
-    import jaxsig
-
-    return jaxsig.__version__

@@ -65,7 +65,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsig.core.signature import AUX_FIELDS, FIELDS, moments, signature
+from jaxsig.core._validate import working_dtype
+from jaxsig.core.signature import AUX_FIELDS, FIELDS, moments, signature_with_aux
 
 __all__ = [
     "Target",
@@ -103,9 +104,7 @@ GRAMMAR = """\
   Examples: "g2 <= 0.8", "g2@2.0 <= 0.8", "tv < 5", "m2 == 1", "c < inf",
             "minimize eta", "m1 == 0 weight 10\""""
 
-COMPONENTS = tuple(FIELDS) + tuple(
-    f for f in AUX_FIELDS if f not in ("growth", "finite")
-)
+COMPONENTS = tuple(FIELDS) + tuple(f for f in AUX_FIELDS if f not in ("growth", "finite"))
 """Every component a target may name: the nine signature fields, then
 ``g4 b b_plus b_minus beta_plus beta_minus dm2_dsigma``."""
 
@@ -252,8 +251,14 @@ _TOKEN = re.compile(
     r"|(?P<name>[A-Za-z_][A-Za-z_0-9]*)"
     r"|(?P<bad>\S))",
 )
-_OBJECTIVES = {"minimize": "minimize", "minimise": "minimize", "min": "minimize",
-               "maximize": "maximize", "maximise": "maximize", "max": "maximize"}
+_OBJECTIVES = {
+    "minimize": "minimize",
+    "minimise": "minimize",
+    "min": "minimize",
+    "maximize": "maximize",
+    "maximise": "maximize",
+    "max": "maximize",
+}
 
 
 def _num(v: float) -> str:
@@ -412,11 +417,6 @@ def _arrays(targets) -> TargetArrays:
 # --- Evaluation --------------------------------------------------------------------
 
 
-def _dtype(params):
-    leaves = [x for x in jax.tree_util.tree_leaves(params) if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
-    return jnp.result_type(*leaves, float) if leaves else jnp.result_type(float)
-
-
 def pick(targets, *tables):
     """Each target's component from computed statistics.
 
@@ -435,8 +435,7 @@ def pick(targets, *tables):
         fields.update(t._asdict())
     ref = next(v for v in fields.values())
     cols = [
-        jnp.asarray(fields[name], ref.dtype) if name in fields else jnp.full_like(ref, jnp.nan)
-        for name in COMPONENTS
+        jnp.asarray(fields[name], ref.dtype) if name in fields else jnp.full_like(ref, jnp.nan) for name in COMPONENTS
     ]
     table = jnp.stack(cols, axis=-1)  # (..., T, n_components)
     index = jnp.asarray(arr.index)
@@ -469,16 +468,19 @@ def evaluate(targets, phi, params=None, *, rule=None, full=None):
     if full is None:
         full = targets.needs_signature if isinstance(targets, Targets) else True
     arr = _arrays(targets)
-    dtype = _dtype(params)
+    dtype = working_dtype({}, params)
     sigma = jnp.asarray(arr.sigma, dtype)
     gauss = moments(phi, sigma, params=params, rule=rule)
     if not full:
         return pick(arr, gauss)
     at = targets.sigma if isinstance(targets, Targets) else sigma[0]
-    sig, aux = signature(phi, jnp.asarray(at, dtype), params=params, rule=rule, with_aux=True)
+    sig, aux = signature_with_aux(phi, jnp.asarray(at, dtype), params=params, rule=rule)
+
     # Broadcast the sigma-independent components over the targets; the Gaussian
     # ones are then taken from ``gauss`` (later tables win in ``pick``).
-    wide = lambda t: type(t)(*(jnp.broadcast_to(f, sigma.shape) for f in t))  # noqa: E731
+    def wide(t):
+        return jax.tree_util.tree_map(lambda f: jnp.broadcast_to(f, sigma.shape), t)
+
     return pick(arr, wide(sig), wide(aux), gauss)
 
 

@@ -49,14 +49,12 @@ try:
     from flax.core import unfreeze as _flax_unfreeze
 except ImportError as e:  # pragma: no cover - exercised only without Flax
     raise ImportError(
-        "jaxsig.flax needs Flax, which is an optional dependency of jaxsig. "
-        "Install it with: pip install 'jaxsig[flax]'"
+        "jaxsig.flax needs Flax, which is an optional dependency of jaxsig. Install it with: pip install 'jaxsig[flax]'"
     ) from e
 
 from jaxsig.core import activations as _activations
-from jaxsig.theory import meanfield as _dynamics
-from jaxsig.designing import families as _families
 from jaxsig.designing import targets as _targets
+from jaxsig.theory import meanfield as _dynamics
 
 __all__ = [
     "NNXActivation",
@@ -73,30 +71,17 @@ __all__ = [
 
 
 def _resolve(activation, params=None) -> _activations.Activation:
-    """A name, Activation, Family or callable -> an Activation with its parameters.
-
-    Names are looked up in :mod:`jaxsig.activations` first, then in
-    :mod:`jaxsig.families` (so ``"rational"`` is the Padé family).
-    """
-    if isinstance(activation, str):
-        try:
-            activation = _activations.get(activation)
-        except KeyError:
-            try:
-                activation = _families.get(activation)
-            except KeyError:
-                raise KeyError(
-                    f"unknown activation {activation!r}: not a registered activation "
-                    f"({', '.join(_activations.names())}) nor a family "
-                    f"({', '.join(_families.names())})."
-                ) from None
+    """A name, Activation, Family or callable -> an Activation with its parameters
+    (names by :func:`jaxsig.activations.resolve`: activations, then families)."""
     return _activations.as_activation(activation, params)
 
 
 def _design_parts(result):
     """``(activation, params)`` of a design result or a path to its JSON file."""
     if isinstance(result, (str, os.PathLike)):
-        from jaxsig.designing.search import DesignResult  # imported late: the designer sits above us
+        from jaxsig.designing.search import (
+            DesignResult,  # imported late: the designer sits above us
+        )
 
         result = DesignResult.load(result)
     try:
@@ -110,7 +95,10 @@ def _design_parts(result):
 
 def _values(tree):
     """The arrays inside a pytree of ``nnx.Variable``s (and plain arrays)."""
-    is_var = lambda v: isinstance(v, nnx.Variable)  # noqa: E731
+
+    def is_var(v):
+        return isinstance(v, nnx.Variable)
+
     return jax.tree_util.tree_map(lambda v: v[...] if is_var(v) else v, tree, is_leaf=is_var)
 
 
@@ -148,8 +136,7 @@ class NNXActivation(nnx.Module):
       -2.0
     """
 
-    def __init__(self, activation="gelu", *, params=None, learnable: bool = False,
-                 param_dtype=jnp.float32):
+    def __init__(self, activation="gelu", *, params=None, learnable: bool = False, param_dtype=jnp.float32):
         act = _resolve(activation, params)
         if learnable and act.params is None:
             raise ValueError(
@@ -161,8 +148,11 @@ class NNXActivation(nnx.Module):
         if act.params is None:
             self.params = None
         else:
-            leaf = (lambda p: nnx.Param(jnp.asarray(p, param_dtype))) if learnable else (
-                lambda p: jnp.asarray(p, param_dtype))
+            leaf = (
+                (lambda p: nnx.Param(jnp.asarray(p, param_dtype)))
+                if learnable
+                else (lambda p: jnp.asarray(p, param_dtype))
+            )
             self.params = nnx.data(jax.tree_util.tree_map(leaf, act.params))
 
     @classmethod
@@ -247,10 +237,16 @@ class LinenActivation(nn.Module):
                 )
             return act(x)
         dtype = self.param_dtype
-        cast = lambda value: jax.tree_util.tree_map(lambda p: jnp.asarray(p, dtype), value)  # noqa: E731
+
+        def cast(value):
+            return jax.tree_util.tree_map(lambda p: jnp.asarray(p, dtype), value)
+
         if not self.learnable:
             return act(x, cast(act.params))
-        init = lambda value: (lambda _key: cast(value))  # noqa: E731
+
+        def init(value):
+            return lambda _key: cast(value)
+
         if isinstance(act.params, dict):
             params = {k: self.param(str(k), init(v)) for k, v in act.params.items()}
         else:
@@ -372,8 +368,7 @@ class InitVariances(NamedTuple):
         return kernel_init, jax.nn.initializers.zeros
 
 
-def init_variances(phi, q=1.0, sigma_b2=None, *, critical: bool = False, params=None,
-                   rule=None) -> InitVariances:
+def init_variances(phi, q=1.0, sigma_b2=None, *, critical: bool = False, params=None, rule=None) -> InitVariances:
     """Weight and bias variances that make ``q`` a fixed point of the variance map.
 
     With ``m2(sigma) = E[phi(sigma Z)^2]`` and ``g2(sigma)^2 = E[phi'(sigma Z)^2]``:

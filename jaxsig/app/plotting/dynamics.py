@@ -75,8 +75,14 @@ def phase_diagram_data(
     edge_b = np.linspace(b_lo, b_hi, 4 * resolution)
     edge = dynamics.edge_of_chaos(phi, edge_b, params=params)
     return PhaseDiagram(
-        sw2, sb2, np.asarray(fp.chi1), np.asarray(fp.q_star), edge_b,
-        np.asarray(edge.sigma_w2), np.asarray(edge.q_star), np.asarray(edge.slope),
+        sw2,
+        sb2,
+        np.asarray(fp.chi1),
+        np.asarray(fp.q_star),
+        edge_b,
+        np.asarray(edge.sigma_w2),
+        np.asarray(edge.q_star),
+        np.asarray(edge.slope),
     )
 
 
@@ -141,15 +147,24 @@ def plot_phase_diagram(
     shown = np.where(finite, log_chi, np.nan)
     extent = (data.sigma_w2[0], data.sigma_w2[-1], data.sigma_b2[0], data.sigma_b2[-1])
     im = ax.imshow(
-        shown, origin="lower", extent=extent, aspect="auto", cmap="RdBu_r",
-        norm=mcolors.TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span), interpolation="nearest",
+        shown,
+        origin="lower",
+        extent=extent,
+        aspect="auto",
+        cmap="RdBu_r",
+        norm=mcolors.TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span),
+        interpolation="nearest",
     )
     fig.colorbar(im, ax=ax, extend="both", label="log chi1   (< 0 ordered, > 0 chaotic)")
     diverged = np.isinf(data.q_star)
     if diverged.any():
         hatched = ax.contourf(
-            data.sigma_w2, data.sigma_b2, diverged.astype(float), levels=[0.5, 1.5],
-            colors="none", hatches=["///"],
+            data.sigma_w2,
+            data.sigma_b2,
+            diverged.astype(float),
+            levels=[0.5, 1.5],
+            colors="none",
+            hatches=["///"],
         )
         hatched.set_edgecolor("0.35")
         hatched.set_linewidth(0.0)

@@ -41,37 +41,37 @@ References:
 from jaxsig.theory.meanfield._common import (
     PHASES,
     Q_MIN,
-    FixedPoint,
-    CorrelationFixedPoint,
-    DepthScales,
-    EdgeOfChaos,
-    Init,
-    ScalarRecursion,
-    MLPSimulation,
-)
-from jaxsig.theory.meanfield.variance import (
-    variance_map,
-    variance_map_slope,
-    perturbation_gain,
-    variance_trajectory,
-    fixed_point,
 )
 from jaxsig.theory.meanfield.correlation import (
+    CorrelationFixedPoint,
+    DepthScales,
+    correlation_fixed_point,
     correlation_map,
     correlation_slope,
-    correlation_fixed_point,
     depth_scales,
 )
 from jaxsig.theory.meanfield.criticality import (
+    EdgeOfChaos,
+    Init,
+    critical_init,
     edge_of_chaos,
     init_for_fixed_q,
-    critical_init,
 )
 from jaxsig.theory.meanfield.recursion import (
+    ScalarRecursion,
     scalar_recursion,
 )
 from jaxsig.theory.meanfield.simulate import (
+    MLPSimulation,
     simulate_mlp,
+)
+from jaxsig.theory.meanfield.variance import (
+    FixedPoint,
+    fixed_point,
+    perturbation_gain,
+    variance_map,
+    variance_map_slope,
+    variance_trajectory,
 )
 
 __all__ = [
