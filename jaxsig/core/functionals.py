@@ -83,7 +83,7 @@ def slopes(line, x, f0, dtype) -> Slopes:
     idx = np.stack([line.pos, line.neg])
     xs, fs = x[idx], f0[idx]
     dx = xs[:, 1:] - xs[:, :-1]
-    slope = jnp.where(jnp.isinf(fs[:, 1:]), fs[:, 1:], (fs[:, 1:] - fs[:, :-1]) / dx)
+    slope = jnp.where(jnp.isinf(fs[:, 1:]), fs[:, 1:] * jnp.sign(dx), (fs[:, 1:] - fs[:, :-1]) / dx)
     noise = eps * (jnp.abs(fs[:, 1:]) + jnp.abs(fs[:, :-1])) / jnp.abs(dx)
     alpha_lim = limits.ladder_limit(slope, noise, rtol=1e3 * eps)
     alpha, alpha_status = alpha_lim.value, alpha_lim.status
