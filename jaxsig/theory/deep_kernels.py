@@ -57,7 +57,7 @@ import numpy as np
 from jaxsig.core import activations as _activations
 from jaxsig.theory import kernels as _kernels
 
-__all__ = ["MLPKernels", "mlp_kernels", "mlp_kernels_by_depth"]
+__all__ = ["MLPKernels", "mlp_kernels", "mlp_kernels_by_depth", "dual_prime", "correlation"]
 
 
 class MLPKernels(NamedTuple):
@@ -235,13 +235,14 @@ def _check_variance(name, v):
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
-_SNAP = 16.0  # |c| within 16 eps of 1 is taken as exactly +-1 (see _safe_cosine)
+_SNAP = 16.0  # |c| within 16 eps of 1 is taken as exactly +-1 (see correlation)
 
 
-def _safe_cosine(cov, q1, q2):
+def correlation(cov, q1, q2):
     """``c = cov / sqrt(q1 q2)``, clipped to ``[-1, 1]`` and snapped to ``+-1`` within ``16 eps``.
 
-    Where a variance is 0 the pair is degenerate and ``c`` does not enter the
+    The correlation to hand to :func:`jaxsig.kernels.dual` and :func:`dual_prime`
+    from a covariance and two variances (broadcast together). Where a variance is 0 the pair is degenerate and ``c`` does not enter the
     expectation (one factor is constant): ``c = 0`` there, with a finite
     gradient (double where). The snap matters for kinked activations:
     ``E[phi'(u) phi'(v)]`` has a square-root singularity at ``c = +-1`` (ReLU's
@@ -249,6 +250,13 @@ def _safe_cosine(cov, q1, q2):
     (``~eps``, as ``K(x, x)`` is computed along two paths) would cost
     ``sqrt(eps) ~ 1e-8`` per layer; within ``16 eps`` of ``+-1`` the value of
     ``c`` is not resolved anyway.
+
+    Args:
+      cov: covariance(s) ``Cov(u, v)``.
+      q1, q2: variances ``Var u``, ``Var v`` (``>= 0``).
+
+    Returns:
+      Array of the broadcast shape, in ``[-1, 1]``.
     """
     den = q1 * q2
     ok = den > 0
@@ -278,7 +286,7 @@ def _by_depth(fn, has_params, kinks, depth, x1, x2, sw2, sb2, params) -> MLPKern
         k12, t12, q1, q2 = carry
         # One dual call for the cross entries and both diagonals (c = 1 there):
         # (n1 n2 + n1 + n2) pairs per layer.
-        c = jnp.concatenate([_safe_cosine(k12, q1[:, None], q2[None, :]).ravel(), jnp.ones(n1 + n2, k12.dtype)])
+        c = jnp.concatenate([correlation(k12, q1[:, None], q2[None, :]).ravel(), jnp.ones(n1 + n2, k12.dtype)])
         qa = jnp.concatenate([jnp.broadcast_to(q1[:, None], (n1, n2)).ravel(), q1, q2])
         qb = jnp.concatenate([jnp.broadcast_to(q2[None, :], (n1, n2)).ravel(), q1, q2])
         qa, qb = jnp.maximum(qa, 0.0), jnp.maximum(qb, 0.0)
@@ -312,7 +320,7 @@ def _by_depth(fn, has_params, kinks, depth, x1, x2, sw2, sb2, params) -> MLPKern
 # psi the smooth part of phi'', J_k = phi'(b_k+) - phi'(b_k-), p the Gaussian
 # densities. At c = +-1 it is infinite for a jump at 0 (ReLU's
 # 1 / (2 pi sqrt(1 - c^2))); there the correlation is snapped (see
-# _safe_cosine) and carries no tangent, and the term is set to 0.
+# correlation) and carries no tangent, and the term is set to 0.
 
 
 @functools.lru_cache(maxsize=None)
@@ -382,6 +390,51 @@ def _second_dual(act, c, qa, qb, params):
             quad = (x * x - 2.0 * c * x * y + y * y) / (s * s)
             total = total + jump[k] * jump[m] * jnp.exp(-0.5 * quad) / (2.0 * np.pi * sa * sb * s)
     return jnp.where(ok, total, 0.0)
+
+
+def dual_prime(phi, c, *, q=1.0, q2=None, params: Any = None):
+    """``E[phi'(u) phi'(v)]`` for a centred Gaussian pair, with an exact derivative in ``c``.
+
+    The value is :func:`jaxsig.kernels.dual` with ``derivative=True``
+    (``Var u = q``, ``Var v = q2``, correlation ``c``). Its derivative in ``c``
+    is Price's theorem, ``d/dc = sqrt(q q2) E[phi''(u) phi''(v)]``, with
+    ``phi''`` including the Dirac masses ``J_k delta(x - b_k)`` at the kinks
+    ``b_k`` where ``phi'`` jumps by ``J_k`` (ReLU: ``1 / (2 pi sqrt(1 - c^2))``),
+    which :func:`jaxsig.kernels.dual` omits. Use it wherever the NTK is
+    differentiated (see the module notes); at ``|c| = 1`` the c-derivative is
+    reported as ``0`` (it is infinite for a jump at ``0``).
+
+    Args:
+      phi: activation name, :class:`~jaxsig.Activation` or callable.
+      c: correlation(s) in ``[-1, 1]``, broadcast with ``q`` and ``q2``.
+      q: variance of ``u`` (``>= 0``).
+      q2: variance of ``v``; ``None`` means ``q``.
+      params: parameters of ``phi`` (pytree), differentiable.
+
+    Returns:
+      Array of shape ``broadcast(c, q, q2).shape``.
+
+    Examples:
+      >>> import jax
+      >>> from jaxsig.theory.deep_kernels import dual_prime
+      >>> round(float(dual_prime("relu", 0.0)), 6)              # (pi - arccos c) / (2 pi)
+      0.25
+      >>> round(float(jax.grad(lambda c: dual_prime("relu", c))(0.0)), 6)   # 1 / (2 pi)
+      0.159155
+    """
+    act = _activations.as_activation(phi, params)
+    params = act.params
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves((c, q, q2, params)), 0.0)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(0.0)
+    c, q = jnp.asarray(c, dtype), jnp.asarray(q, dtype)
+    q2 = q if q2 is None else jnp.asarray(q2, dtype)
+    shape = jnp.broadcast_shapes(c.shape, q.shape, q2.shape)
+    c, q, q2 = (jnp.broadcast_to(a, shape) for a in (c, q, q2))
+    if params is not None:
+        params = jax.tree_util.tree_map(lambda p: jnp.asarray(p, dtype), params)
+    bare = _activations.Activation(act.name, act.fn, None, tuple(act.kinks))
+    return _derivative_dual(bare, jnp.clip(c, -1.0, 1.0), q, q2, params)
 
 
 def _derivative_dual(act, c, qa, qb, params):
