@@ -311,3 +311,7 @@ def test_constant_activation_has_zero_variance_shares():
     np.testing.assert_array_equal(out.share_var, 0.0)
     g = jax.grad(lambda s: jnp.sum(H.hermite_coefficients(lambda x: 0 * x + 1.0, 4, s).share_var))(1.0)
     assert np.isfinite(float(g))
+    # A small but real variance (1e-12, far above the rounding floor) keeps its shares.
+    small = H.hermite_coefficients(lambda x: 1.0 + 1e-6 * jnp.tanh(x), 48, 0.5)
+    np.testing.assert_allclose(np.sum(small.share_var), 1.0, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(small.share_var[1], 1e-12 * 0.5**2 * float(jaxsig.signature("tanh", 0.5).g1) ** 2 / float(small.var), rtol=1e-9)
