@@ -81,7 +81,8 @@ class HermiteCoefficients(NamedTuple):
         (``0`` where ``m2 = 0``).
       share_var: ``e_k / Var phi(X)`` for ``k >= 1`` and ``0`` at ``k = 0``: the
         fraction of the variance (``Var = sum_{k >= 1} e_k``) at degree ``k``
-        (``0`` where the variance is ``0``).
+        (``0`` where the variance is at the rounding floor,
+        ``Var <= (64 eps)^2 m2``, as for a constant ``phi``).
       m2: ``E[phi(X)^2] = sum_{k >= 0} e_k`` (all degrees), shape ``batch``.
       var: ``Var phi(X) = E[(phi(X) - h_0)^2]``, shape ``batch``.
       tail: ``E[(phi(X) - sum_{k < n} h_k He_k(Z))^2] = sum_{k >= n} e_k``, the
@@ -253,11 +254,14 @@ def _inv_sqrt_factorials(n: int) -> np.ndarray:
     return np.exp(-0.5 * np.array([math.lgamma(k + 1.0) for k in range(n)]))
 
 
-def _safe_ratio(num, den):
-    # num / den, and 0 where den = 0 (constant phi has no variance to share);
-    # the double where keeps the gradient finite there.
-    ok = den > 0
+def _safe_ratio(num, den, floor):
+    # num / den, and 0 where den <= floor; the double where keeps the gradient
+    # finite there.
+    ok = den > floor
     return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+_VAR_FLOOR = 64.0  # Var <= (64 eps)^2 m2 counts as zero variance (see share_var)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
@@ -302,9 +306,13 @@ def _hermite(fn, has_params, rule, n, sigma, mu, params) -> HermiteCoefficients:
     var = jnp.sum(w * centred * centred, axis=-1)
     tail = jnp.maximum(m2 - jnp.sum(energy, axis=-1), 0.0)
     coeffs = a * jnp.asarray(_inv_sqrt_factorials(n), dtype)
+    # A variance at the rounding floor of m1 (|delta m1|^2 ~ eps^2 m2: a constant
+    # phi) is no variance: its "shares" would be ratios of rounding errors.
+    eps = jnp.finfo(dtype).eps
     degree_one_up = jnp.arange(n) >= 1
-    share_var = jnp.where(degree_one_up, _safe_ratio(energy, var[..., None]), 0.0)
-    share_m2 = _safe_ratio(energy, m2[..., None])
+    share_var = _safe_ratio(energy, var[..., None], (_VAR_FLOOR * eps) ** 2 * m2[..., None])
+    share_var = jnp.where(degree_one_up, share_var, 0.0)
+    share_m2 = _safe_ratio(energy, m2[..., None], 0.0)
 
     nan = jnp.asarray(jnp.nan, dtype)
     mask = lambda v: jnp.where(finite.reshape(finite.shape + (1,) * (v.ndim - finite.ndim)), v, nan)  # noqa: E731
