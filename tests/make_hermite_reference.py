@@ -58,7 +58,7 @@ def coefficients(name, sigma, mu, n=K):
         pts = breaks(s, m, kinks)
         h = []
         for k in range(n):
-            v = mp.quad(lambda z: f(m + s * z) * hermite_e(k, z) * mp.npdf(z), pts)
+            v = mp.quad(lambda z, k=k: f(m + s * z) * hermite_e(k, z) * mp.npdf(z), pts)
             h.append(v / mp.factorial(k))
         m2 = mp.quad(lambda z: f(m + s * z) ** 2 * mp.npdf(z), pts)
         return [mp.nstr(v, DPS) for v in h], mp.nstr(m2, DPS)

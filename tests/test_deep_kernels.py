@@ -195,7 +195,9 @@ def test_ntk_matches_the_empirical_ntk_of_wide_tanh_networks():
     x1, _ = _inputs()
     x = jnp.asarray(x1[:3])
     depth, n_nets = 3, 24
-    samples = np.stack([np.asarray(_empirical_ntk(k, x, depth)) for k in jax.random.split(jax.random.PRNGKey(2), n_nets)])
+    samples = np.stack(
+        [np.asarray(_empirical_ntk(k, x, depth)) for k in jax.random.split(jax.random.PRNGKey(2), n_nets)]
+    )
     mean = samples.mean(0)
     se = samples.std(0, ddof=1) / math.sqrt(n_nets)
     want = np.asarray(DK.mlp_kernels("tanh", x, None, depth, SW2, SB2).ntk)
@@ -272,7 +274,7 @@ def test_gradient_in_the_variances_matches_finite_differences():
     x1, x2 = _inputs()
     for name in ("tanh", "selu"):  # smooth; a jump in phi' at 0 and curvature beside it
 
-        def ntk(sw2, sb2):
+        def ntk(sw2, sb2, name=name):
             return DK.mlp_kernels(name, x1[:2], x2[:2], 3, sw2, sb2).ntk.ravel()
 
         dw, db = jax.jacfwd(ntk, argnums=(0, 1))(1.4, 0.3)
@@ -304,7 +306,9 @@ def test_correlation_derivative_of_the_derivative_dual_includes_the_kinks(c):
         ("relu", 1 / (2 * PI * math.sqrt(1 - c * c))),
     ):
         act = A.get(name)
-        _, dc = jax.jvp(lambda t: DK._dual_prime(act, t, jnp.asarray(qa), jnp.asarray(qb), None), (jnp.asarray(c),), (1.0,))
+        _, dc = jax.jvp(
+            lambda t, act=act: DK._dual_prime(act, t, jnp.asarray(qa), jnp.asarray(qb), None), (jnp.asarray(c),), (1.0,)
+        )
         np.testing.assert_allclose(dc, want, rtol=1e-12, err_msg=name)
 
 

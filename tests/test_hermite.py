@@ -21,7 +21,7 @@ import jaxsig
 from jaxsig.theory import hermite as H
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import make_hermite_reference as R  # noqa: E402
+import make_hermite_reference as R
 
 TABLE = json.loads((pathlib.Path(__file__).parent / "data" / "hermite_reference.json").read_text())
 SQRT_FACT = np.exp(0.5 * np.array([math.lgamma(k + 1.0) for k in range(160)]))  # sqrt(k!)
@@ -45,9 +45,7 @@ def _normalised(out):
 # --- Independent references -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "row", TABLE["rows"], ids=lambda r: f"{r['activation']}-s{r['sigma']}-mu{r['mu']}"
-)
+@pytest.mark.parametrize("row", TABLE["rows"], ids=lambda r: f"{r['activation']}-s{r['sigma']}-mu{r['mu']}")
 def test_coefficients_match_mpmath(row):
     out = H.hermite_coefficients(row["activation"], TABLE["k"], row["sigma"], mu=row["mu"])
     ref = _ref(row)
@@ -314,4 +312,6 @@ def test_constant_activation_has_zero_variance_shares():
     # A small but real variance (1e-12, far above the rounding floor) keeps its shares.
     small = H.hermite_coefficients(lambda x: 1.0 + 1e-6 * jnp.tanh(x), 48, 0.5)
     np.testing.assert_allclose(np.sum(small.share_var), 1.0, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(small.share_var[1], 1e-12 * 0.5**2 * float(jaxsig.signature("tanh", 0.5).g1) ** 2 / float(small.var), rtol=1e-9)
+    np.testing.assert_allclose(
+        small.share_var[1], 1e-12 * 0.5**2 * float(jaxsig.signature("tanh", 0.5).g1) ** 2 / float(small.var), rtol=1e-9
+    )

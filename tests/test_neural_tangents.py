@@ -34,16 +34,22 @@ def _inputs():
 
 def _net(stax, layer, w_std=1.4, b_std=0.3):
     return stax.serial(
-        stax.Dense(512, W_std=w_std, b_std=b_std), layer,
-        stax.Dense(512, W_std=w_std, b_std=b_std), layer,
+        stax.Dense(512, W_std=w_std, b_std=b_std),
+        layer,
+        stax.Dense(512, W_std=w_std, b_std=b_std),
+        layer,
         stax.Dense(1, W_std=w_std, b_std=b_std),
     )
 
 
 @pytest.mark.parametrize(
     "name, builtin",
-    [("relu", lambda s: s.Relu()), ("erf", lambda s: s.Erf()), ("gelu", lambda s: s.Gelu(approximate=False)),
-     ("leaky_relu", lambda s: s.LeakyRelu(0.01))],
+    [
+        ("relu", lambda s: s.Relu()),
+        ("erf", lambda s: s.Erf()),
+        ("gelu", lambda s: s.Gelu(approximate=False)),
+        ("leaky_relu", lambda s: s.LeakyRelu(0.01)),
+    ],
 )
 def test_matches_the_builtin_layers(name, builtin):
     stax = _stax()

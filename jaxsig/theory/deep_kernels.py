@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsig.core import activations as _activations
+from jaxsig.core._numerics import is_concrete
 from jaxsig.theory import kernels as _kernels
 
 __all__ = ["MLPKernels", "mlp_kernels", "mlp_kernels_by_depth", "dual_prime", "correlation"]
@@ -190,8 +191,7 @@ def _prepare(phi, x1, x2, sigma_w2, sigma_b2, params, depth):
         )
     if x1.shape[1] != x2.shape[1]:
         raise ValueError(
-            f"x1 and x2 must have the same number of features, got x1.shape={x1.shape} and "
-            f"x2.shape={x2.shape}"
+            f"x1 and x2 must have the same number of features, got x1.shape={x1.shape} and x2.shape={x2.shape}"
         )
     if x1.shape[1] == 0:
         raise ValueError("the inputs have no features (d = 0); K_1 = sigma_w2 x1.x2 / d is undefined")
@@ -216,7 +216,7 @@ def _check_depth(depth) -> int:
 
 
 def _check_variance(name, v):
-    if isinstance(v, jax.core.Tracer):
+    if not is_concrete(v):
         if jnp.ndim(v) != 0:
             raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(v)}")
         return
@@ -224,9 +224,7 @@ def _check_variance(name, v):
     if a.ndim != 0:
         raise ValueError(f"{name} must be a scalar variance, got shape {a.shape}")
     if not np.issubdtype(a.dtype, np.number) or not (np.isfinite(a) and a >= 0):
-        raise ValueError(
-            f"{name} must be a non-negative, finite variance (W_std**2 or b_std**2), got {name}={v!r}"
-        )
+        raise ValueError(f"{name} must be a non-negative, finite variance (W_std**2 or b_std**2), got {name}={v!r}")
 
 
 # --- The recursion ------------------------------------------------------------------------
@@ -242,8 +240,8 @@ def correlation(cov, q1, q2):
     """``c = cov / sqrt(q1 q2)``, clipped to ``[-1, 1]`` and snapped to ``+-1`` within ``16 eps``.
 
     The correlation to hand to :func:`jaxsig.kernels.dual` and :func:`dual_prime`
-    from a covariance and two variances (broadcast together). Where a variance is 0 the pair is degenerate and ``c`` does not enter the
-    expectation (one factor is constant): ``c = 0`` there, with a finite
+    from a covariance and two variances (broadcast together). Where a variance is 0 the pair
+    is degenerate and ``c`` does not enter the expectation (one factor is constant): ``c = 0`` there, with a finite
     gradient (double where). The snap matters for kinked activations:
     ``E[phi'(u) phi'(v)]`` has a square-root singularity at ``c = +-1`` (ReLU's
     ``(pi - arccos c) / (2 pi)``), so the rounding error of ``c`` for ``x = y``
@@ -371,7 +369,9 @@ def _second_dual(act, c, qa, qb, params):
     qa = jnp.where(ok, qa, 1.0)
     qb = jnp.where(ok, qb, 1.0)
     c = jnp.where(ok, c, 0.0)
-    smooth = _kernels.dual(_activations.Activation("phi''", d1, None, kinks), c, q=qa, q2=qb, params=params, derivative=True)
+    smooth = _kernels.dual(
+        _activations.Activation("phi''", d1, None, kinks), c, q=qa, q2=qb, params=params, derivative=True
+    )
     f1, f2 = _bound(d1, params), _bound(d2, params)
     b = jnp.asarray(kinks, dtype)
     # One-sided values of phi' at b +- h; the error is O(h psi), ~1e-12 in float64.

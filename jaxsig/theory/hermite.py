@@ -61,8 +61,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsig.core import activations as _activations
 from jaxsig.core import quadrature
+from jaxsig.core._numerics import is_concrete
+from jaxsig.core.signature import prepare_inputs
 
 __all__ = ["HermiteCoefficients", "hermite_coefficients"]
 
@@ -165,12 +166,10 @@ def hermite_coefficients(
       [0.398942, 0.5, 0.199471, 0.0]
     """
     n = _check_n(n)
-    act = _activations.as_activation(phi, params)
-    rule = quadrature.get_rule(rule).with_kinks(act.kinks)
-    sigma, mu, params, dtype = _prepare(act, sigma, mu)
+    act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
     _check_domain(rule, n, sigma, mu)
-    out = _hermite(act.fn, act.params is not None, rule, n, sigma, mu, params)
-    if _is_concrete(out.finite) and not bool(np.all(np.asarray(out.finite))):
+    out = _hermite(act, rule, n, sigma, mu)
+    if is_concrete(out.finite) and not bool(np.all(np.asarray(out.finite))):
         raise ValueError(
             f"phi {act.name!r} returned non-finite values at some quadrature nodes. Make it "
             "overflow-safe (jax.nn.softplus, jnp.logaddexp, clipped exponents), or narrow the "
@@ -180,10 +179,6 @@ def hermite_coefficients(
 
 
 # --- Input checks ------------------------------------------------------------------
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def _check_n(n) -> int:
@@ -198,38 +193,8 @@ def _check_n(n) -> int:
     return n
 
 
-def _prepare(act, sigma, mu):
-    leaves = jax.tree_util.tree_leaves((sigma, mu, act.params))
-    for name, leaf in (("sigma", sigma), ("mu", mu)):
-        dt = getattr(leaf, "dtype", None)
-        if dt is not None and not jnp.issubdtype(dt, jnp.floating):
-            raise TypeError(
-                f"{name} has dtype {dt}; pass floating-point values, e.g. "
-                f"{name}=jnp.asarray({name}, dtype=jnp.float32)"
-            )
-    dtype = jnp.result_type(*leaves, 0.0)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(0.0)
-    sigma, mu = jnp.asarray(sigma, dtype), jnp.asarray(mu, dtype)
-    if _is_concrete(sigma):
-        s = np.asarray(sigma)
-        bad = ~(np.isfinite(s) & (s > 0))
-        if bad.any():
-            raise ValueError(
-                f"sigma must be positive and finite, got sigma={s[bad].ravel()[:3]} "
-                "(the input scale: pre-activations are mu + sigma * Z)"
-            )
-    if _is_concrete(mu) and not np.all(np.isfinite(np.asarray(mu))):
-        raise ValueError(f"mu must be finite, got mu={np.asarray(mu)}")
-    params = act.params
-    if params is not None:
-        params = jax.tree_util.tree_map(lambda p: jnp.asarray(p, dtype), params)
-    shape = jnp.broadcast_shapes(sigma.shape, mu.shape)
-    return jnp.broadcast_to(sigma, shape), jnp.broadcast_to(mu, shape), params, jnp.dtype(dtype)
-
-
 def _check_domain(rule, n, sigma, mu):
-    if not (isinstance(rule, quadrature.Composite) and _is_concrete(sigma) and _is_concrete(mu)):
+    if not (isinstance(rule, quadrature.Composite) and is_concrete(sigma, mu)):
         return
     s, m = np.asarray(sigma), np.asarray(mu)
     if s.size == 0:
@@ -264,16 +229,13 @@ def _safe_ratio(num, den, floor):
 _VAR_FLOOR = 64.0  # Var <= (64 eps)^2 m2 counts as zero variance (see share_var)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _hermite(fn, has_params, rule, n, sigma, mu, params) -> HermiteCoefficients:
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _hermite(act, rule, n, sigma, mu) -> HermiteCoefficients:
     dtype = sigma.dtype
-    f = (lambda x: fn(x, params)) if has_params else fn
     x, w = rule.gaussian(sigma, mu, dtype)
-    fx = jnp.asarray(f(x))
+    fx = jnp.asarray(act(x))
     if fx.shape != x.shape:
-        raise ValueError(
-            f"phi must be elementwise: phi(x) for x of shape {x.shape} returned shape {fx.shape}"
-        )
+        raise ValueError(f"phi must be elementwise: phi(x) for x of shape {x.shape} returned shape {fx.shape}")
     s, m = sigma[..., None], mu[..., None]
     z = (x - m) / s
     w = jnp.broadcast_to(w, z.shape)
@@ -315,7 +277,10 @@ def _hermite(fn, has_params, rule, n, sigma, mu, params) -> HermiteCoefficients:
     share_m2 = _safe_ratio(energy, m2[..., None], 0.0)
 
     nan = jnp.asarray(jnp.nan, dtype)
-    mask = lambda v: jnp.where(finite.reshape(finite.shape + (1,) * (v.ndim - finite.ndim)), v, nan)  # noqa: E731
+
+    def mask(v):
+        return jnp.where(finite.reshape(finite.shape + (1,) * (v.ndim - finite.ndim)), v, nan)
+
     return HermiteCoefficients(
         coeffs=mask(coeffs),
         energy=mask(energy),
