@@ -237,7 +237,7 @@ def signature_with_aux(
       >>> float(aux.beta_plus), int(aux.growth)
       (1.0, 0)
     """
-    act, rule, sigma, mu = _inputs(phi, params, sigma, mu, rule)
+    act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
     samples = _sample(act, rule, sigma, mu)
     sig, aux = _assemble(rule, sigma, mu, samples)
     _check_finite(act, rule, aux.finite, sigma.dtype)
@@ -263,7 +263,7 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
       >>> round(float(jaxsig.moments("relu", 2.0).m2), 12)
       2.0
     """
-    act, rule, sigma, mu = _inputs(phi, params, sigma, mu, rule)
+    act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
     out = _moments(act, rule, sigma, mu)
     _check_finite(act, rule, out.finite, sigma.dtype)
     return out
@@ -272,9 +272,11 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
 # --- Input preparation and checks --------------------------------------------
 
 
-def _inputs(phi, params, sigma, mu, rule):
+def prepare_inputs(phi, params, sigma, mu, rule):
     """The prepared activation, its rule, and ``sigma``, ``mu`` broadcast in the
-    working dtype: everything :func:`signature` and :func:`moments` check once."""
+    working dtype: what every Gaussian entry point (:func:`signature`,
+    :func:`moments`, :func:`jaxsig.theory.hermite.hermite_coefficients`) checks
+    once, with the errors and warnings documented in :func:`signature`."""
     dtype = working_dtype({"sigma": sigma, "mu": mu}, _activations.as_activation(phi, params).params)
     act = _activations.prepare(phi, params, dtype=dtype)
     rule = quadrature.get_rule(rule).with_kinks(act.kinks)
