@@ -371,20 +371,14 @@ def _near_lazy(targets, values):
 
 def _as_family(family):
     """A family or a parametrised activation to design, resolved by the one name
-    resolver (:func:`jaxsig.activations.resolve`: activations first)."""
+    resolver (:func:`jaxsig.activations.resolve`, families first)."""
     name = family if isinstance(family, str) else None
     if name is not None:
-        family = _activations.resolve(name)
+        family = _activations.resolve(name, prefer="family")
     if isinstance(family, _activations.Activation):
         if family.params is None:
-            hint = ""
-            if name is not None:
-                try:
-                    hint = f" The family of that name is {_activations.family(name).name!r}."
-                except KeyError:
-                    pass
             raise ValueError(
-                f"activation {family.name!r} has no parameters to design.{hint} Pick a family from "
+                f"activation {family.name!r} has no parameters to design. Pick a family from "
                 f"jaxsig.families.names(): {', '.join(_families.names())}"
             )
         return family
