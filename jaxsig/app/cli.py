@@ -253,34 +253,7 @@ def _add_phase_parser(sub) -> None:
         ),
     )
     add_activation_options(p, default=("tanh",))
-    p.add_argument(
-        "--plane",
-        choices=("sw2-sb2", "m2prime-g2"),
-        default="sw2-sb2",
-        help="sw2-sb2: the phase diagram of each activation (default); m2prime-g2: a family in the "
-        "(dm2/dsigma, g2) plane (needs --family and one --param NAME=LO:HI)",
-    )
-    p.add_argument(
-        "--family",
-        default=None,
-        metavar="NAME",
-        help="with --plane m2prime-g2: a family (swish_beta, scaled_elu, ...; families first, as in 'jaxsig design'), "
-        "a registered activation with parameters (leaky_relu, softplus_beta) or package.module:attribute",
-    )
-    p.add_argument(
-        "--q",
-        type=positive_float,
-        default=1.0,
-        metavar="Q",
-        help="with --plane m2prime-g2: the preserved variance, sigma = sqrt(Q) (default: 1)",
-    )
-    p.add_argument(
-        "--points",
-        type=positive_int,
-        default=33,
-        metavar="N",
-        help="with --plane m2prime-g2: parameter values, evenly spaced over LO:HI (default: 33)",
-    )
+    _add_plane_options(p)
     p.add_argument(
         "--sigma-w2",
         type=range_of(nonneg_float),
@@ -325,6 +298,38 @@ def _add_phase_parser(sub) -> None:
     )
     add_compute_options(p)
     p.set_defaults(func=_cmd_phase)
+
+
+def _add_plane_options(p) -> None:
+    """Options of ``--plane m2prime-g2`` (the stability plane of a family)."""
+    p.add_argument(
+        "--plane",
+        choices=("sw2-sb2", "m2prime-g2"),
+        default="sw2-sb2",
+        help="sw2-sb2: the phase diagram of each activation (default); m2prime-g2: a family in the "
+        "(dm2/dsigma, g2) plane (needs --family and one --param NAME=LO:HI)",
+    )
+    p.add_argument(
+        "--family",
+        default=None,
+        metavar="NAME",
+        help="with --plane m2prime-g2: a family (swish_beta, scaled_elu, ...; families first, as in 'jaxsig design'), "
+        "a registered activation with parameters (leaky_relu, softplus_beta) or package.module:attribute",
+    )
+    p.add_argument(
+        "--q",
+        type=positive_float,
+        default=1.0,
+        metavar="Q",
+        help="with --plane m2prime-g2: the preserved variance, sigma = sqrt(Q) (default: 1)",
+    )
+    p.add_argument(
+        "--points",
+        type=positive_int,
+        default=33,
+        metavar="N",
+        help="with --plane m2prime-g2: parameter values, evenly spaced over LO:HI (default: 33)",
+    )
 
 
 # --- jaxsig table ------------------------------------------------------------------------------
