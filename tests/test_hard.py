@@ -157,3 +157,20 @@ def test_half_precision_is_refused(dtype):
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(TypeError, match=match):
         jaxsig.signature("gelu", **kwargs)
+
+
+def test_an_undeclared_kink_is_found_and_declaring_it_restores_accuracy():
+    def shifted_relu(x):
+        return jnp.maximum(x - 0.3711, 0.0)
+
+    with pytest.warns(UserWarning, match=r"phi' appears to jump near x = 0\.3"):
+        s, aux = jaxsig.signature_with_aux(shifted_relu, 1.0)
+    assert int(aux.status.g1) == limits.APPROXIMATE
+    exact_g1 = 0.5 * math.erfc(0.3711 / math.sqrt(2))  # P(X > 0.3711)
+    assert abs(float(s.g1) - exact_g1) > 1e-8  # second order only, as the warning says
+    declared = jaxsig.Activation("shifted_relu", shifted_relu, None, (0.3711,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s2, aux2 = jaxsig.signature_with_aux(declared, 1.0)
+    assert int(aux2.status.g1) == limits.CONVERGED
+    assert float(s2.g1) == pytest.approx(exact_g1, abs=1e-15)

@@ -33,6 +33,7 @@ from jaxsig.core._numerics import dot as _dot
 from jaxsig.core._numerics import eps as _eps
 
 __all__ = [
+    "undeclared_kinks",
     "Singularities",
     "singularities",
     "Slopes",
@@ -486,3 +487,33 @@ def singularities(v0, v1) -> Singularities:
         g1_sign=side_sign(v1, d_g1),
         integrable=jnp.any((p1 > 0.05) & ~diverges(p1, 4.0)) | jnp.any((p1 > 0.05) & ~diverges(p1, 1.0)),
     )
+
+
+def undeclared_kinks(line, x, f1, f2, dtype):
+    """Intervals of the line where ``phi'`` jumps although no kink is declared there.
+
+    Over an interval of width ``h`` a continuous ``phi'`` changes by
+    ``|int phi''| <= h max |phi''|``; a jump does not shrink with ``h``. An
+    interval inside the grid (``|x| <= x_max``) is flagged when
+    ``|phi'(b) - phi'(a)| > 8 h max(|phi''(a)|, |phi''(b)|) + 64 eps (|phi'(a)| + |phi'(b)|)``
+    and ``|phi'(b) - phi'(a)| > 1e-6 (1 + |phi'(a)| + |phi'(b)|)`` (a visible jump).
+    Declared kinks (and 0) are excluded. A feature narrower than the node spacing
+    with a large ``phi'''`` can be flagged too: the warning then costs nothing.
+
+    Returns:
+      ``(count, where)``: the number of flagged intervals and the midpoint of the
+      first one (``NaN`` if none).
+    """
+    eps = _eps(dtype)
+    h = x[1:] - x[:-1]
+    fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
+    ok = jnp.isfinite(fa) & jnp.isfinite(fb) & jnp.isfinite(da) & jnp.isfinite(db)
+    step = jnp.abs(fb - fa)
+    smooth_bound = 8.0 * h * jnp.maximum(jnp.abs(da), jnp.abs(db)) + 64 * eps * (jnp.abs(fa) + jnp.abs(fb))
+    inside = np.zeros(h.shape, bool)
+    inside[line.body.start : line.body.stop - 1] = True
+    flagged = ok & inside & ~jnp.asarray(line.split) & (step > smooth_bound)
+    flagged = flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))
+    first = jnp.argmax(flagged)
+    where = jnp.where(jnp.any(flagged), 0.5 * (x[first] + x[first + 1]), jnp.nan)
+    return jnp.sum(flagged), where

@@ -74,8 +74,9 @@ class Status(enum.IntEnum):
     APPROXIMATE = 3
     #: The limit or the integral diverges; the value is ``+-inf``.
     DIVERGENT = 4
-    #: The sequence oscillates without settling: no limit exists; the value is
-    #: ``NaN`` (slopes, intercepts) or ``inf`` (``c``, which needs them).
+    #: No limit exists: the sequence oscillates without settling, or (a Gaussian
+    #: moment) it diverges to ``+inf`` on one side and ``-inf`` on the other; the
+    #: value is ``NaN`` (slopes, intercepts, such moments) or ``inf`` (``c``).
     NO_LIMIT = 5
     #: ``phi`` or ``phi'`` was not finite where it was evaluated; the value is ``NaN``.
     NON_FINITE = 6
@@ -95,7 +96,7 @@ _MESSAGES = {
     Status.DAMPED: "converges through a damped oscillation; accurate to the last swing's half-width",
     Status.APPROXIMATE: "computed beyond a static resource of the rule (see the warning); a few digits fewer",
     Status.DIVERGENT: "diverges: the value is infinite",
-    Status.NO_LIMIT: "has no limit (bounded or growing oscillation)",
+    Status.NO_LIMIT: "has no limit or is undefined (an oscillation, or divergences of opposite signs)",
     Status.NON_FINITE: "phi or phi' was not finite at an evaluation point",
     Status.INVALID: "an input was out of range (sigma <= 0 or not finite, or mu not finite)",
 }

@@ -241,7 +241,8 @@ def signature_with_aux(
     samples = _sample(act, rule, sigma, mu)
     sig, aux = _assemble(rule, sigma, mu, samples)
     _check_finite(act, rule, aux.finite, sigma.dtype)
-    _warn_approximate(act, aux.status)
+    found = _warn_undeclared_kinks(act, samples)
+    _warn_approximate(act, aux.status, skip_gaussian=found)
     return sig, aux
 
 
@@ -418,10 +419,25 @@ _APPROXIMATE_REASONS = {
 }
 
 
-def _warn_approximate(act, status):
+def _warn_undeclared_kinks(act, samples) -> bool:
+    if not is_concrete(samples.kinks_found) or int(samples.kinks_found) == 0:
+        return False
+    where = float(samples.kink_near)
+    warnings.warn(
+        f"{act.name!r}: phi' appears to jump near x = {where:.6g}, where no kink is declared; the Gaussian "
+        "statistics then converge only at second order (status APPROXIMATE). Declare it: "
+        f"jaxsig.Activation({act.name!r}, fn, params, kinks=({where:.6g},)) with the exact position.",
+        stacklevel=3,
+    )
+    return True
+
+
+def _warn_approximate(act, status, skip_gaussian=False):
     if not is_concrete(status):
         return
     for field, reason in _APPROXIMATE_REASONS.items():
+        if skip_gaussian and field == "g1":
+            continue
         if np.any(np.asarray(getattr(status, field)) == limits.APPROXIMATE):
             warnings.warn(f"{act.name!r}: {reason} (status APPROXIMATE).", stacklevel=3)
 
@@ -437,6 +453,8 @@ class _Samples(NamedTuple):
       peak: per interval of ``line.x``, the extremum of ``phi'`` inside it
         (Newton-polished) where ``phi''`` changes sign, else ``phi'`` at its left end.
       capped: more turning intervals than the polished slots.
+      kinks_found, kink_near: intervals where ``phi'`` jumps at no declared kink,
+        and the midpoint of the first (:func:`jaxsig.core.functionals.undeclared_kinks`).
       g0, g1: ``phi``, ``phi'`` at the Gaussian nodes of a non-composite rule
         (else ``None``; the composite rule reads them off ``f0``, ``f1``).
     """
@@ -446,6 +464,8 @@ class _Samples(NamedTuple):
     f2: jax.Array
     peak: jax.Array
     capped: jax.Array
+    kinks_found: jax.Array
+    kink_near: jax.Array
     g0: Optional[jax.Array]
     g1: Optional[jax.Array]
 
@@ -464,11 +484,12 @@ def _sample(act, rule, sigma, mu) -> _Samples:
     x = jnp.asarray(line.x, dtype)
     f0, f1, f2 = derivatives(act, x, 2)
     peak, capped = functionals.extrema_of_slope(act, line, x, f1, f2)
+    kinks_found, kink_near = functionals.undeclared_kinks(line, x, f1, f2, dtype)
     g0 = g1 = None
     if not isinstance(rule, quadrature.Composite):
         xg, _ = rule.gaussian(sigma, mu, dtype)
         g0, g1 = derivatives(act, xg, 1)
-    return _Samples(f0, f1, f2, peak, capped, g0, g1)
+    return _Samples(f0, f1, f2, peak, capped, kinks_found, kink_near, g0, g1)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -486,9 +507,10 @@ def _assemble(rule, sigma, mu, samples: _Samples):
         xg, wg = rule.gaussian(sigma, mu, dtype)
         g0, g1v = samples.g0, samples.g1
     inner = jnp.asarray(line.inner)
-    gauss, g_status = _checked(
-        statistics(xg, wg, g0, g1v, sigma, mu), functionals.singularities(f0[inner], f1[inner]), sigma, mu
-    )
+    sing = functionals.singularities(f0[inner], f1[inner])
+    # A jump of phi' at no declared kink costs the Gaussian sums their order.
+    sing = sing._replace(integrable=sing.integrable | (samples.kinks_found > 0))
+    gauss, g_status = _checked(statistics(xg, wg, g0, g1v, sigma, mu), sing, sigma, mu)
 
     slopes = functionals.slopes(line, x, f0, dtype)
     tv, tv_status = functionals.total_variation(line, x, f1, f2, samples.peak, dtype)

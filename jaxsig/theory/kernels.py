@@ -221,6 +221,14 @@ def _norm(x):
     return safe_sqrt(jnp.sum(x * x, axis=-1))
 
 
+def _prepare_vectors(phi, params, x, y):
+    """The prepared activation and the vectors ``x``, ``y`` in the working dtype, checked."""
+    act, dtype = prepare(phi, params, x=x, y=y)
+    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    _check_vectors(x, y)
+    return act, x, y
+
+
 def _check_vectors(x, y):
     if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
         raise ValueError(
@@ -250,9 +258,7 @@ def kernel(phi, x, y, *, params: Any = None, rule: PolarRule = DEFAULT_RULE):
       >>> round(float(jaxsig.kernels.kernel("relu", x, y)), 6)  # 1 / (2 pi)
       0.159155
     """
-    act, dtype = prepare(phi, params, x=x, y=y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    _check_vectors(x, y)
+    act, x, y = _prepare_vectors(phi, params, x, y)
     return _kernel(rule, act, x, y)
 
 
@@ -292,9 +298,7 @@ def kernel_mixed_hessian(phi, x, y, *, params: Any = None, rule: PolarRule = DEF
     Returns:
       Array ``(d, d)`` with entries ``d^2 K / dx_i dy_j``.
     """
-    act, dtype = prepare(phi, params, x=x, y=y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    _check_vectors(x, y)
+    act, x, y = _prepare_vectors(phi, params, x, y)
     return _mixed_hessian(rule, act, x, y)
 
 
@@ -361,9 +365,7 @@ def curvature_bound(phi, x, y, *, params: Any = None, rule=None):
     Returns:
       Scalar array.
     """
-    act, dtype = prepare(phi, params, x=x, y=y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    _check_vectors(x, y)
+    act, x, y = _prepare_vectors(phi, params, x, y)
     # 0 is always a panel edge of the 1-D rule; declaring it as a kink as well
     # would only remove the grid's refinement toward 0 (small |x|).
     rule = quadrature.get_rule(rule).with_kinks(_split_kinks(act.kinks))
@@ -431,9 +433,7 @@ def sharp_hessian_bound(phi, x, y, *, params: Any = None, rule=None):
       >>> round(float(jaxsig.kernels.sharp_hessian_bound("relu", x, x)), 6)  # = ||H|| = 1/2
       0.5
     """
-    act, dtype = prepare(phi, params, x=x, y=y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    _check_vectors(x, y)
+    act, x, y = _prepare_vectors(phi, params, x, y)
     return _sharp_bound(_line_rule(act, rule), act, x, y)
 
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the mean-field theory: result types, setup, Gaussian sums on the
+"""Shared pieces of the mean-field theory: setup, Gaussian sums on the
 variance map, and the bracketed Newton solver."""
 
 from __future__ import annotations
