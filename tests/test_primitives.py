@@ -88,7 +88,10 @@ def test_batched_rows_are_independent_and_gradients_finite():
 
 def test_status_messages_and_describe():
     assert limits.Status(limits.DIVERGENT).message.startswith("diverges")
-    assert limits.describe(np.array([0, 3])) == [limits.Status.CONVERGED.message, limits.Status.NO_LIMIT.message]
+    assert limits.describe(np.array([limits.CONVERGED, limits.NO_LIMIT])) == [
+        limits.Status.CONVERGED.message,
+        limits.Status.NO_LIMIT.message,
+    ]
     assert int(limits.worst(jnp.array([0, 2]), jnp.array([1, 1]))[1]) == 2
 
 

@@ -68,18 +68,17 @@ def slopes(line, x, f0, dtype) -> Slopes:
     * ``alpha`` is the limit of the difference quotient
       ``(phi(x_{k+1}) - phi(x_k)) / (x_{k+1} - x_k)``; a rung where ``phi``
       overflowed to ``+-inf`` makes it ``+-inf`` (``exp``: superlinear).
-    * ``beta`` is the limit of the second difference ``2 phi(x_k) - phi(2 x_k)``,
-      which equals ``beta + (3/2) gamma / x_k + ...`` for
-      ``phi = alpha x + beta + gamma / x + ...``: the slope cancels exactly
-      instead of entering as ``alpha x_k`` with ``alpha``'s rounding error (which
-      would grow with ``x_k``). Where ``alpha`` is exactly ``0`` (bounded and
-      sublinear ``phi``) it is the limit of ``phi`` itself along the whole ladder.
+    * ``beta`` is the limit of ``phi(x_k) - alpha x_k`` on the rungs where that
+      has no catastrophic cancellation (``k <= 32`` in float64); where ``alpha``
+      is exactly ``0`` (bounded and sublinear ``phi``) it is the limit of ``phi``
+      itself along the whole ladder, so slowly damped tails (``sin(x)/x``) reach
+      ``2**-48``.
 
     Both sides at once: row 0 is ``x = +2**k``, row 1 is ``x = -2**k``.
     """
     eps = _eps(dtype)
-    # Second differences cancel alpha x: stop their ladder where the rounding of
-    # phi (eps |alpha| x) reaches ~1e-6 (float64) or ~1e-3 (float32).
+    # Intercepts need phi(x) - alpha x without catastrophic cancellation: stop
+    # their ladder where eps * x reaches ~1e-6 (float64) or ~1e-3 (float32).
     k_beta = 32 if eps < 1e-10 else 12
     idx = np.stack([line.pos, line.neg])
     xs, fs = x[idx], f0[idx]
@@ -94,9 +93,10 @@ def slopes(line, x, f0, dtype) -> Slopes:
     zero = vanishing | (jnp.abs(alpha) <= 1e3 * eps)
     alpha = jnp.where(zero, 0.0, alpha)
     alpha_status = jnp.where(zero, limits.CONVERGED, alpha_status)
-    second = 2.0 * fs[:, :k_beta] - fs[:, 1 : k_beta + 1]
-    second_noise = eps * (2.0 * jnp.abs(fs[:, :k_beta]) + jnp.abs(fs[:, 1 : k_beta + 1]))
-    beta_lim = limits.ladder_limit(second, second_noise, rtol=64 * eps)
+    a_fin = jnp.where(jnp.isfinite(alpha), alpha, 0.0)[:, None]
+    r = fs[:, :k_beta] - a_fin * xs[:, :k_beta]
+    rnoise = eps * (jnp.abs(fs[:, :k_beta]) + jnp.abs(a_fin * xs[:, :k_beta]))
+    beta_lim = limits.ladder_limit(r, rnoise, rtol=64 * eps)
     level = limits.ladder_limit(fs, eps * jnp.abs(fs), rtol=64 * eps)
     beta_value = jnp.where(zero, level.value, beta_lim.value)
     beta_stat = jnp.where(zero, level.status, beta_lim.status)
