@@ -32,7 +32,8 @@ class Fit(NamedTuple):
       params: the fitted parameters (float NumPy pytree, the family's structure).
       mse: ``E[(phi(X; params) - target(X))^2]`` at the fit.
       iterations: Levenberg–Marquardt iterations taken.
-      converged: the step fell below ``xtol`` (relative) or the error to zero.
+      converged: the step fell below ``xtol`` (relative) or the error to zero (not: the
+        iteration limit, or a damping that grew past ``1e16``).
     """
 
     params: Any
@@ -72,7 +73,8 @@ def _levenberg_marquardt(fn, params, free, x, sqrt_w, y, xtol, max_iter):
         better = c_new < c
         small = jnp.sqrt(jnp.sum(dx * dx)) <= xtol * (jnp.sqrt(jnp.sum(theta * theta)) + xtol)
         c = jnp.where(better, c_new, c)
-        done = (better & small) | (c == 0) | (lam > 1e16)
+        # A small step, taken or refused (the cost is at its rounding floor), ends the search.
+        done = small | (c == 0) | (lam > 1e16)
         lam = jnp.where(better, jnp.maximum(lam / 3.0, 1e-12), lam * 4.0)
         return jnp.where(better, theta + dx, theta), c, lam, it + 1, done
 
