@@ -177,3 +177,40 @@ def test_poincare_warning_and_note_in_the_infeasibility_report():
     # the point found obeys the bound it cannot beat: chi1 >= Var / m2 = 1 - m1^2 / m2 at sigma_b2 = 0
     m1, m2 = res.signature.m1, res.signature.m2
     assert res.values[1] >= 1.0 - m1**2 / m2 - 1e-12
+
+
+# --- Command line ------------------------------------------------------------------------------------
+
+
+def test_cli_fixed_bound_and_operating_point(tmp_path, capsys):
+    from jaxsig import cli
+
+    out = tmp_path / "selu.json"
+    argv = ["design", "--family", "scaled_elu", "--target", "m1==0", "--target", "m2==1", "--fixed", "shift=0"]
+    argv += ["--bound", "alpha=0,3", "--bound", "lam=-inf,inf", "--q", "1.5", "--sigma-b2", "0.2"]
+    argv += ["--steps", "160", "--rounds", "8", "--restarts", "3", "--out", str(out), "--cache-dir", "none"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "fixed: {'shift': 0.0}" in printed and "bounds: {'alpha': (0.0, 3.0), 'lam': (-inf, inf)}" in printed
+    res = designer.DesignResult.load(out)
+    assert (res.q, res.sigma_b2) == (1.5, 0.2) and float(res.params["shift"]) == 0.0
+    assert abs(float(res.params["alpha"]) - SELU_ALPHA) <= 1e-8
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--fixed", "gain=1"], "--fixed/--bound: fixed: unknown parameter 'gain'; the parameters are"),
+        (["--fixed", "shift"], "--fixed expects NAME=VALUE, got 'shift'"),
+        (["--bound", "beta=1"], "--bound expects NAME=LO,HI, got 'beta=1'"),
+        (["--bound", "beta=0,x"], "--bound 'beta=0,x': expected a number, got 'x'"),
+        (["--q", "0.1", "--sigma-b2", "0.2"], "--sigma-b2 (0.2) must be below --q (0.1)"),
+    ],
+)
+def test_cli_constraint_errors_are_one_line(extra, message, capsys):
+    from jaxsig import cli
+
+    argv = ["design", "--family", "swish_beta", "--target", "m1==0", "--cache-dir", "none", *extra]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxsig: error: ") and message in err and err.count("\n") == 1
