@@ -96,7 +96,7 @@ def test_parse_errors_name_the_token_and_show_the_grammar(text, fragment):
         T.parse_targets(text)
     msg = str(info.value)
     assert fragment in msg
-    assert "Grammar:" in msg and "constraint := component OP number [weight]" in msg
+    assert "Grammar:" in msg and "constraint := expr OP bound [weight]" in msg
 
 
 def test_other_bad_inputs():

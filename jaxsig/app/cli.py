@@ -215,6 +215,35 @@ def _add_design_parser(sub) -> None:
         help="input scale of targets given without @sigma (default: 1)",
     )
     p.add_argument(
+        "--q",
+        type=positive_float,
+        default=1.0,
+        metavar="Q",
+        help="operating point of mean-field targets (chi1, dV, xi_q, xi_c): the variance kept fixed by "
+        "sW^2 = (q - sb^2) / m2(sqrt q) (default: 1)",
+    )
+    p.add_argument(
+        "--sigma-b2",
+        type=nonneg_float,
+        default=0.0,
+        metavar="SB2",
+        help="bias variance of that operating point, below --q (default: 0; then m1 == 0 forces chi1 >= 1)",
+    )
+    p.add_argument(
+        "--fixed",
+        action="append",
+        default=[],
+        metavar="NAME=V",
+        help="hold a parameter at a value, not optimised: shift=0, numerator[0]=0, denominator=0,1,0.1 (repeatable)",
+    )
+    p.add_argument(
+        "--bound",
+        action="append",
+        default=[],
+        metavar="NAME=LO,HI",
+        help="keep a parameter in [LO, HI] (inf, -inf for one side): alpha=0,3 (repeatable)",
+    )
+    p.add_argument(
         "--steps", type=positive_int, default=500, metavar="N", help="optimizer steps per restart (default: 500)"
     )
     p.add_argument(
@@ -369,6 +398,29 @@ def _cmd_table(args) -> int:
 # --- jaxsig design ------------------------------------------------------------------------------
 
 
+def _name_values(items, option: str, pair: bool) -> dict:
+    """``NAME=V`` (or ``NAME=V1,V2,...``) items of ``--fixed``; ``NAME=LO,HI`` of ``--bound``."""
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        usage = f"{option} expects {'NAME=LO,HI' if pair else 'NAME=VALUE'}, got {item!r}"
+        if not sep or not name:
+            raise CLIError(usage)
+        try:
+            values = [finite_float(t.strip()) if not pair else _bound_number(t.strip()) for t in text.split(",")]
+        except argparse.ArgumentTypeError as e:
+            raise CLIError(f"{option} {item!r}: {e}") from None
+        if pair and len(values) != 2:
+            raise CLIError(usage)
+        out[name] = tuple(values) if pair else (values[0] if len(values) == 1 else values)
+    return out
+
+
+def _bound_number(text: str) -> float:
+    return float(text) if text.lower() in ("inf", "+inf", "-inf") else finite_float(text)
+
+
 def _cmd_design(args) -> int:
     from jaxsig.designing import families, targets
     from jaxsig.designing import search as designer
@@ -377,26 +429,43 @@ def _cmd_design(args) -> int:
         family = families.get(args.family)
     except KeyError as e:
         raise CLIError(e.args[0]) from None
+    if args.sigma_b2 >= args.q:
+        raise CLIError(f"--sigma-b2 ({args.sigma_b2:g}) must be below --q ({args.q:g})")
     try:
-        tg = targets.parse_targets(args.target, sigma=args.sigma)
+        tg = targets.parse_targets(args.target, sigma=args.sigma, q=args.q, sigma_b2=args.sigma_b2)
     except targets.TargetError as e:
         # The grammar is in 'jaxsig design --help'; the error itself stays one line.
         raise CLIError(f"--target: {str(e).splitlines()[0]} (grammar: 'jaxsig design --help')") from None
+    fixed = _name_values(args.fixed, "--fixed", pair=False)
+    bounds = _name_values(args.bound, "--bound", pair=True)
+    try:
+        from jaxsig.designing import constraints
+
+        constraints.build(family.params, fixed, bounds)
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"--fixed/--bound: {e}") from None
     if args.rounds > args.steps:
         raise CLIError(f"--rounds ({args.rounds}) must not exceed --steps ({args.steps})")
     if args.out is not None:
         if args.out.is_dir():
             raise CLIError(f"--out {args.out} is a folder; give a file name such as result.json")
         prepare_out(args.out.parent if str(args.out.parent) else Path("."))
-    result = designer.design(
-        family,
-        tg,
-        steps=args.steps,
-        rounds=args.rounds,
-        restarts=args.restarts,
-        seed=args.seed,
-        progress=not args.quiet and sys.stderr.isatty(),
-    )
+    with warnings.catch_warnings():
+        # The Poincaré note is printed with the result (and saved with it); no warning on top.
+        warnings.filterwarnings("ignore", message="jaxsig.design: at sigma_b2 = 0", category=UserWarning)
+        result = designer.design(
+            family,
+            tg,
+            q=args.q,
+            sigma_b2=args.sigma_b2,
+            fixed=fixed,
+            bounds=bounds,
+            steps=args.steps,
+            rounds=args.rounds,
+            restarts=args.restarts,
+            seed=args.seed,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
     if args.out is not None:
         try:
             result.save(args.out)

@@ -46,6 +46,7 @@ import numpy as np
 
 from jaxsig.core import activations as _activations
 from jaxsig.core.activations import SELU_ALPHA, SELU_SCALE, Activation
+from jaxsig.designing.fitting import Fit, fit
 
 __all__ = [
     "Family",
@@ -58,6 +59,8 @@ __all__ = [
     "piecewise_linear",
     "DEFAULT_BASIS",
     "DEFAULT_KNOTS",
+    "Fit",
+    "fit",
 ]
 
 

@@ -69,6 +69,10 @@ class DesignResult:
       dtype: working precision.
       optimizer: description of the optimizer.
       version: jaxsig version that produced it.
+      fixed: ``{name: value}`` of the parameters held fixed (not optimised).
+      bounds: ``{name: (lo, hi)}`` of the bounded parameters.
+      notes: why the targets may be infeasible whatever the family (e.g. the
+        Gaussian Poincaré bound on ``chi1``, :func:`jaxsig.targets.poincare_note`).
     """
 
     family: Any
@@ -91,11 +95,24 @@ class DesignResult:
     dtype: str
     optimizer: str
     version: str
+    fixed: dict = dataclasses.field(default_factory=dict)
+    bounds: dict = dataclasses.field(default_factory=dict)
+    notes: tuple = ()
 
     @property
     def sigma(self) -> float:
         """Default input scale of the targets."""
         return self.targets.sigma
+
+    @property
+    def q(self) -> float:
+        """Pre-activation variance of the operating point of mean-field targets."""
+        return self.targets.q
+
+    @property
+    def sigma_b2(self) -> float:
+        """Bias variance of the operating point of mean-field targets."""
+        return self.targets.sigma_b2
 
     @property
     def activation(self) -> _activations.Activation:
@@ -120,8 +137,15 @@ class DesignResult:
         if self.signature is not None:
             sig = ", ".join(f"{k}={float(v):.6g}" for k, v in self.signature._asdict().items())
             lines.append(f"  signature at sigma={self.sigma:g}: {sig}")
+        if self.targets.needs_network:
+            lines.append(f"  mean field at the variance-preserving init for q={self.q:g}, sigma_b2={self.sigma_b2:g}")
         flat = jax.tree_util.tree_map(lambda x: np.round(np.asarray(x, float), 6).tolist(), self.params)
         lines.append(f"  params: {flat}")
+        if self.fixed:
+            lines.append(f"  fixed: {self.fixed}")
+        if self.bounds:
+            lines.append(f"  bounds: {self.bounds}")
+        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
     __str__ = summary
@@ -146,6 +170,11 @@ class DesignResult:
             "params": _tree_to_json(self.params),
             "targets": list(self.targets.texts),
             "sigma": self.sigma,
+            "q": self.q,
+            "sigma_b2": self.sigma_b2,
+            "fixed": dict(self.fixed),
+            "bounds": {k: [json_number(a), json_number(b)] for k, (a, b) in self.bounds.items()},
+            "notes": list(self.notes),
             "feasible": bool(self.feasible),
             "report": report,
             "signature": None
@@ -191,7 +220,9 @@ class DesignResult:
                     f"the saved parameters do not fit the registered {spec['name']!r} (its parameters are "
                     f"{family.params}); pass the activation that was designed as family= to load()."
                 )
-        targets = _targets.parse_targets(d["targets"], sigma=d["sigma"])
+        targets = _targets.parse_targets(
+            d["targets"], sigma=d["sigma"], q=d.get("q", 1.0), sigma_b2=d.get("sigma_b2", 0.0)
+        )
         params = _from_lists(d["params"])
 
         def arr(key):
@@ -225,6 +256,11 @@ class DesignResult:
             dtype=s["dtype"],
             optimizer=s["optimizer"],
             version=d["jaxsig_version"],
+            fixed=dict(d.get("fixed", {})),
+            bounds={
+                k: (float(from_json_number(a)), float(from_json_number(b))) for k, (a, b) in d.get("bounds", {}).items()
+            },
+            notes=tuple(d.get("notes", ())),
         )
 
     @classmethod
