@@ -179,6 +179,7 @@ def _add_table_parser(sub) -> None:
 
 
 def _add_design_parser(sub) -> None:
+    """Register ``jaxsig design`` (long: one ``add_argument`` per option)."""
     from jaxsig.designing import families as _families
     from jaxsig.designing import targets as _targets
 

@@ -459,6 +459,8 @@ def design(
 ) -> DesignResult:
     """Search a parametrised family for an activation whose signature meets ``targets``.
 
+    (Long by design: the search's steps in order, each a call to a helper below.)
+
     Args:
       family: a family name (:func:`jaxsig.families.names`), a
         :class:`~jaxsig.families.Family`, or any

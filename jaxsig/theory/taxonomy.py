@@ -95,7 +95,8 @@ class Classification(NamedTuple):
 
 
 def classify(phi, *, params: Any = None, signature=None, dtype=None) -> Classification:
-    """Classify ``phi``: growth class and shape facts.
+    """Classify ``phi``: growth class and shape facts (one test per fact, in the
+    order of this docstring, which is why the function is long).
 
     The growth class is :attr:`jaxsig.Auxiliary.growth` (docs/spec.md): ``A>1`` when a
     slope ``alpha_+-`` is infinite or, where ``phi(x)/x`` has no limit,

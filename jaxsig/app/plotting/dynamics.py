@@ -113,6 +113,8 @@ def plot_phase_diagram(
 ):
     """Phase diagram of a deep random network with activation ``phi``.
 
+    (Long: the figure is built element by element.)
+
     Colour: ``log chi1`` with ``chi1 = sW^2 g2(sqrt q*)^2`` (blue: ordered,
     perturbations shrink; red: chaotic, they grow). Grey hatching: ``q* = inf``
     (the variance diverges from ``q0 = 1``). Black line: the edge of chaos
