@@ -20,6 +20,7 @@ Each function returns its values with a :class:`~jaxsig.core.limits.Status`.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -458,6 +459,23 @@ def _growth_exponent(seq):
     p = jnp.log2(a[..., 1:] / a[..., :-1])
     steady = (jnp.min(p, axis=-1) > 0.05) & (jnp.max(p, axis=-1) - jnp.min(p, axis=-1) < 0.05)
     return jnp.where(overflow, jnp.inf, jnp.where(steady, jnp.mean(p, axis=-1), 0.0))
+
+
+def kink_ladders(kinks, dtype):
+    """The ladders ``b +- 2**-k`` toward ``0`` and each of ``kinks`` (an array; ``NaN``
+    entries are empty slots), ``k = 4 .. 40`` (float32: ``.. 21``), as the line
+    builds them (:attr:`jaxsig.quadrature.Line.inner`), but from data.
+
+    Returns:
+      ``(x, empty)``: points ``(1 + K, 2, k)`` and a mask ``(1 + K,)`` of empty
+      slots (their points are 0).
+    """
+    b = jnp.concatenate([jnp.zeros(1, dtype), jnp.asarray(kinks, dtype)])
+    empty = ~jnp.isfinite(b)
+    b = jnp.where(empty, 0.0, b)
+    depth = min(int(math.floor(-math.log2(4 * _eps(dtype)))), 40)
+    off = jnp.asarray(2.0 ** -np.arange(4, depth + 1), dtype)
+    return jnp.stack([b[:, None] - off, b[:, None] + off], axis=1), empty
 
 
 def singularities(v0, v1) -> Singularities:
