@@ -522,6 +522,15 @@ def undeclared_kinks(line, x, f1, f2, dtype):
       ``(count, where)``: the number of flagged intervals and the midpoint of the
       first one (``NaN`` if none).
     """
+    flagged = jump_intervals(line, x, f1, f2, dtype)
+    first = jnp.argmax(flagged)
+    where = jnp.where(jnp.any(flagged), 0.5 * (x[first] + x[first + 1]), jnp.nan)
+    return jnp.sum(flagged), where
+
+
+def jump_intervals(line, x, f1, f2, dtype):
+    """The mask of intervals ``[x_i, x_{i+1}]`` of the line where ``phi'`` jumps at
+    no declared kink (the test of :func:`undeclared_kinks`)."""
     eps = _eps(dtype)
     h = x[1:] - x[:-1]
     fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
@@ -531,7 +540,4 @@ def undeclared_kinks(line, x, f1, f2, dtype):
     inside = np.zeros(h.shape, bool)
     inside[line.body.start : line.body.stop - 1] = True
     flagged = ok & inside & ~jnp.asarray(line.split) & (step > smooth_bound)
-    flagged = flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))
-    first = jnp.argmax(flagged)
-    where = jnp.where(jnp.any(flagged), 0.5 * (x[first] + x[first + 1]), jnp.nan)
-    return jnp.sum(flagged), where
+    return flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))

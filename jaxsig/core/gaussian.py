@@ -162,7 +162,7 @@ def nodes(act, rule, sigma, mu, kinks=None):
 UNRESOLVED = 1e-3
 
 
-def resolution(rule, w, f0, f1):
+def resolution(rule, w, f0, f1, sigma):
     """An upper estimate of the quadrature error of ``E[phi^2]`` and ``E[phi'^2]``
     on the kink-free panels of a composite rule, per ``(sigma, mu)``.
 
@@ -179,7 +179,7 @@ def resolution(rule, w, f0, f1):
     """
     h, n = getattr(rule, "mirrored", 0), getattr(rule, "gaussian_order", 0)
     if not h or f0.ndim != 1:
-        return jnp.zeros(w.shape[:-1], w.dtype)
+        return jnp.zeros(sigma.shape, sigma.dtype)
     _, vinv = legendre_tables(n)
     f0, f1, w = (jax.lax.stop_gradient(v) for v in (f0, f1, w))  # a diagnostic
     vals = jnp.stack([f0 * f0, f1 * f1])[:, : 2 * h].reshape(2, -1, n)

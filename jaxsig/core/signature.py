@@ -239,8 +239,9 @@ def signature_with_aux(
       (1.0, 0)
     """
     act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
+    shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
     samples = _sample(act, rule, sigma, mu)
-    sig, aux, error = _assemble(rule, sigma, mu, samples)
+    sig, aux, error = _unpad(_assemble(rule, sigma, mu, samples), shape)
     _check_finite(act, rule, aux.finite, sigma.dtype)
     unresolved = _warn_unresolved(act, error)
     found = _warn_undeclared_kinks(act, samples)
@@ -270,7 +271,8 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
     # Kinks travel as data (padded slots): a new kink set, or a new activation
     # object around the same function, reuses the compiled program.
     kinks = jnp.asarray(quadrature._pad_slots(getattr(rule, "kinks", ())), sigma.dtype)
-    out, error = _moments(act.replace(kinks=()), _kink_free(rule), sigma, mu, kinks)
+    shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
+    out, error = _unpad(_moments(act.replace(kinks=()), _kink_free(rule), sigma, mu, kinks), shape)
     _check_finite(act, rule, out.finite, sigma.dtype)
     _warn_unresolved(act, error)
     return out
@@ -278,6 +280,31 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
 
 def _kink_free(rule):
     return dataclasses.replace(rule, kinks=()) if isinstance(rule, quadrature.Composite) else rule
+
+
+def _bucketed(sigma, mu):
+    """Concrete ``sigma``, ``mu`` flattened and padded (with their last entry) to
+    a power-of-two size, so that eager calls with 5, 6, 7 or 8 values share one
+    compiled program; traced inputs (under the caller's ``jit``) are left alone."""
+    if not is_concrete(sigma, mu):
+        return sigma, mu
+    n = max(1, sigma.size)
+    size = 1 << (n - 1).bit_length()
+    return tuple(jnp.pad(v.reshape(-1), (0, size - v.size), mode="edge") for v in (sigma, mu))
+
+
+def _unpad(tree, shape):
+    """Undo :func:`_bucketed` on every array of ``tree`` (a no-op when it did nothing)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves or leaves[0].shape == shape:
+        return tree
+    return _slice_to(tree, shape)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _slice_to(tree, shape):
+    n = math.prod(shape)
+    return jax.tree_util.tree_map(lambda v: v[:n].reshape(shape), tree)
 
 
 # --- Input preparation and checks --------------------------------------------
@@ -533,7 +560,7 @@ def _assemble(rule, sigma, mu, samples: _Samples):
     sing = functionals.singularities(f0[inner], f1[inner])
     # A jump of phi' at no declared kink costs the Gaussian sums their order.
     sing = sing._replace(integrable=sing.integrable | (samples.kinks_found > 0))
-    error = gaussian.resolution(rule, samples.wg, samples.g0, samples.g1)
+    error = gaussian.resolution(rule, samples.wg, samples.g0, samples.g1, sigma)
     gauss, g_status = _checked(stats, sing, sigma, mu, error > gaussian.UNRESOLVED)
 
     slopes = functionals.slopes(line, x, f0, dtype)
@@ -592,7 +619,7 @@ def _moments(act, rule, sigma, mu, kinks) -> Moments:
     x, w = gaussian.nodes(act, rule, sigma, mu, kinks)
     f0, f1 = derivatives(act, x, 1)
     mirrored = getattr(rule, "mirrored", 0) if x.ndim == 1 else 0
-    error = gaussian.resolution(rule, w, f0, f1)
+    error = gaussian.resolution(rule, w, f0, f1, sigma)
     stats = statistics(x, w, f0, f1, sigma, mu, mirrored=mirrored)
     return _checked(stats, sing, sigma, mu, error > gaussian.UNRESOLVED)[0], error
 
