@@ -288,6 +288,8 @@ def total_variation(line, x, f1, f2, peak, dtype):
 #: Each padded slot costs as much as a real one (8 instead of 32 halves the time
 #: of a batched signature).
 N_CROSSING_PANELS = 8
+#: Crossings located per such panel (more: the panel's correction is APPROXIMATE).
+N_ROOTS = 3
 
 
 def _legendre_all(tau, degree):
@@ -310,7 +312,8 @@ def _abs_integral_with_crossings(g, line, dtype):
     Gauss–Legendre applied to ``|g|`` loses its order where ``g`` crosses zero.
     On up to :data:`N_CROSSING_PANELS` such panels ``g`` is replaced by its
     Legendre interpolant ``sum_k a_k P_k(t)`` through the panel's nodes; its roots
-    between consecutive nodes (and the panel ends) are found by Newton's method,
+    in the first :data:`N_ROOTS` intervals between consecutive nodes (and the
+    panel ends) where the sampled sign changes are found by Newton's method,
     and ``int |g| = sum_pieces sign_piece (F(r_{j+1}) - F(r_j))`` with the exact
     primitive ``F`` (``int P_k = (P_{k+1} - P_{k-1}) / (2k + 1)``). Roots carry no
     gradient (``|g|`` has zero derivative in their position).
@@ -337,34 +340,41 @@ def _abs_integral_with_crossings(g, line, dtype):
         dval = jnp.einsum("kmj,kj->km", dp, a, precision=_HIGHEST) / jnp.maximum(1 - tau * tau, 1e-30)
         return val, dval
 
-    lo, hi = taus[:-1], taus[1:]
+    # Newton's method only on the first N_ROOTS intervals (between nodes) where the
+    # sampled sign changes, not on all n + 1 of every selected panel.
+    slot = jnp.argsort(~ch, axis=1, stable=True)[:, :N_ROOTS]  # (K, R), in order
+    has = jnp.take_along_axis(ch, slot, axis=1)
+    lo, hi = taus[:-1][slot], taus[1:][slot]
+    v_lo, v_hi = jnp.take_along_axis(v[:, :-1], slot, axis=1), jnp.take_along_axis(v[:, 1:], slot, axis=1)
     # Start from the secant root; Newton steps kept inside the bracket.
-    r = lo - v[:, :-1] * (hi - lo) / jnp.where(ch, v[:, 1:] - v[:, :-1], 1.0)
-    r = jnp.where(ch, r, lo)
+    r = lo - v_lo * (hi - lo) / jnp.where(has, v_hi - v_lo, 1.0)
+    r = jnp.where(has, r, lo)
 
     def newton(_, r):
         val, dval = poly(r)
         r_new = r - val / jnp.where(dval == 0, 1.0, dval)
-        return jnp.where(ch & (r_new > lo) & (r_new < hi), r_new, r)
+        return jnp.where(has & (r_new > lo) & (r_new < hi), r_new, r)
 
     r = jax.lax.fori_loop(0, 4, newton, jax.lax.stop_gradient(r))
-    r = jax.lax.stop_gradient(jnp.where(ch, r, lo))
+    # Unused slots sit at the right end: pieces of width 0.
+    r = jax.lax.stop_gradient(jnp.where(has, r, 1.0))
     k_sel = r.shape[0]
     bounds = jnp.concatenate([jnp.full((k_sel, 1), -1.0, dtype), r, jnp.ones((k_sel, 1), dtype)], axis=1)
-    # Piece j = [bounds_j, bounds_{j+1}] contains taus_j (j = 0..n+1): its sign.
-    p = _legendre_all(bounds, order)  # (K, n+3, order+1)
+    # Each piece [bounds_j, bounds_{j+1}] has one sign: the interpolant's at its middle.
+    signs = jnp.sign(poly(0.5 * (bounds[:, 1:] + bounds[:, :-1]))[0])
+    p = _legendre_all(bounds, order)  # (K, R + 2, order + 1)
     kk = np.arange(1, order)
     prim = jnp.concatenate(
         [p[..., :1] * bounds[..., None] + 1.0, (p[..., kk + 1] - p[..., kk - 1]) / (2 * kk + 1)], axis=-1
     )
     F = jnp.einsum("kmj,kj->km", prim, a, precision=_HIGHEST)
-    signs = jnp.sign(v)
     exact = jnp.sum(signs * (F[:, 1:] - F[:, :-1]), axis=1)
     half = jnp.asarray((line.panel_edges[:, 1] - line.panel_edges[:, 0]) / 2, dtype)
     w = jnp.asarray(line.w, dtype)[line.panels]
     naive = jnp.sum(w * jnp.abs(G), axis=1)
     correction = jnp.where(pi < G.shape[0], half[sel] * exact - naive[sel], 0.0)
-    capped = jnp.sum(jnp.any(change, axis=1)) > N_CROSSING_PANELS
+    crowded = jnp.any((jnp.sum(ch, axis=1) > N_ROOTS) & (pi < G.shape[0]))
+    capped = (jnp.sum(jnp.any(change, axis=1)) > N_CROSSING_PANELS) | crowded
     return jnp.abs(g) * jnp.asarray(line.w, dtype), correction, sel, capped
 
 

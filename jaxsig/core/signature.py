@@ -455,8 +455,9 @@ def _check_finite(act, rule, finite, dtype):
 _APPROXIMATE_REASONS = {
     "tv": f"phi' has more turning points than the {functionals.N_EXTREMA} polished slots; tv keeps cubic-Hermite "
     "estimates of the rest (about 1e-7 relative)",
-    "c": f"phi crosses its asymptotes in more than {functionals.N_CROSSING_PANELS} panels; c integrates |phi - "
-    "alpha x - beta| with Gauss-Legendre there (about 1e-6 relative)",
+    "c": f"phi crosses its asymptotes in more than {functionals.N_CROSSING_PANELS} panels (or more than "
+    f"{functionals.N_ROOTS} times in one); c integrates |phi - alpha x - beta| with Gauss-Legendre there (about "
+    "1e-6 relative)",
     "g1": "phi' has an integrable power singularity at a kink; the Gaussian statistics of phi' are accurate to "
     "about 1e-4 there",
 }
