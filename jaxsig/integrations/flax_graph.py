@@ -77,6 +77,7 @@ __all__ = [
     "ModelGraph",
     "trace",
     "layer_outputs",
+    "module_paths",
 ]
 
 DENSE, CONV, NORM, ACTIVATION = "dense", "conv", "norm", "activation"
@@ -250,6 +251,11 @@ def _path_str(parts) -> str:
     return ".".join(str(p) for p in parts)
 
 
+def module_paths(model) -> dict:
+    """``{path: module}`` for every NNX module in ``model`` (``""`` is the model itself)."""
+    return {_path_str(p): m for p, m in nnx.iter_graph(model) if isinstance(m, nnx.Module)}
+
+
 def _leaf_path(key_path) -> str:
     parts = []
     for k in key_path:
@@ -418,10 +424,15 @@ class Base(NamedTuple):
 
 
 class Fixed(NamedTuple):
-    """A value that depends on no layer output (data, constants): evaluated exactly."""
+    """A value that depends on no layer output (data, constants): evaluated exactly.
+
+    ``var`` is the jaxpr variable to evaluate, or ``None`` for a literal, whose
+    value is ``value``.
+    """
 
     var: Any
     shape: tuple
+    value: Any = None
 
 
 class Elementwise(NamedTuple):
@@ -582,7 +593,7 @@ class ModelGraph:
 
     def _expr(self, v, consumer) -> Expr:
         if not _is_var(v):
-            return Fixed(v, ())
+            return Fixed(None, (), np.asarray(v.val))
         key = v
         if key in self._memo:
             return self._memo[key]

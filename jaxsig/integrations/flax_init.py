@@ -338,7 +338,7 @@ def _plan(model, x, call) -> _Plan:
 
 def _collect_fixed(node, out):
     if isinstance(node, fg.Fixed):
-        if fg._is_var(node.var):
+        if node.var is not None:
             out.append(node.var)
     elif isinstance(node, (fg.Elementwise, fg.Layout, fg.Norm)):
         _collect_fixed(node.child, out)
@@ -348,7 +348,7 @@ def _collect_fixed(node, out):
 
 
 def _modules(model) -> dict:
-    return {fg._path_str(p): m for p, m in nnx.iter_graph(model) if isinstance(m, nnx.Module)}
+    return fg.module_paths(model)
 
 
 def _padding_fraction(module, in_shape) -> float:
@@ -556,9 +556,9 @@ class _Propagation:
         if isinstance(node, fg.Base):
             return _Canon(((node.call, 1.0),), (), 0.0, g.calls[node.call].out_shape)
         if isinstance(node, fg.Fixed):
-            if fg._is_var(node.var):
+            if node.var is not None:
                 return _Canon((), (), self.fixed[node.var], node.shape)
-            return _Canon((), (), np.asarray(node.var.val, np.float64), ())
+            return _Canon((), (), np.asarray(node.value, np.float64), ())
         if isinstance(node, fg.Add):
             left, right = self.canon(node.left, where), self.canon(node.right, where)
             s = node.sign
@@ -756,6 +756,17 @@ class _Propagation:
         else:
             out["label"] = f"sum of {len(sources)} signals"
         return out
+
+    def square(self, fn):
+        """``x -> fn(x)^2`` (one stable function per ``fn``, kept in the plan)."""
+        key = ("square", id(fn))
+        if key not in self.plan.composites:
+            def sq(x, p):
+                return fn(x, p) ** 2
+
+            sq.__name__ = getattr(fn, "__name__", "f") + "^2"
+            self.plan.composites[key] = (sq, fn)
+        return self.plan.composites[key][0]
 
     def link(self, link):
         """``(Activation, params)`` of the link ``L(x) = a fn(cb x + shift) + c`` of a layer."""
@@ -1036,24 +1047,18 @@ def _set_scale(a, t, key, i, redraw):
     return a * jnp.asarray(math.sqrt(t / m), a.dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(4,))
-def _set_scale_compiled(a, t, key, i, redraw):
-    k = jax.random.fold_in(key, i)
-    if redraw:
-        return jax.random.normal(k, a.shape, a.dtype) * jnp.sqrt(t)
+@jax.jit
+def _rescaled(a, t):
     m = jnp.mean(a * a)
-
-    def draw(_):
-        z = jax.random.normal(k, a.shape, a.dtype)
-        return z * jnp.sqrt(t / jnp.mean(z * z))
-
-    # Only the branch taken runs: rescaling costs no random numbers.
-    out = jax.lax.cond(m > 0, lambda _: a * jnp.sqrt(t / jnp.where(m > 0, m, 1.0)), draw, None)
-    return jnp.where(t > 0, out, jnp.zeros_like(a))
+    return a * jnp.sqrt(t / jnp.where(m > 0, m, 1.0)), m
 
 
 def _set_scale_jit(a, t, key, i, redraw):
-    return _set_scale_compiled(a, jnp.asarray(t, a.dtype), key, i, bool(redraw))
+    """As :func:`_set_scale`, the rescaling compiled (once per array shape): one dispatch per array."""
+    if t <= 0 or redraw:
+        return _set_scale(a, t, key, i, redraw)
+    out, m = _rescaled(a, jnp.asarray(t, a.dtype))
+    return out if float(m) > 0 else _set_scale(a, t, key, i, redraw)
 
 
 # --- diagnose -----------------------------------------------------------------------------------------------
@@ -1147,12 +1152,10 @@ def diagnose(model, x, *, call: Optional[Callable] = None, phase_tol: float = 1e
         if st["label"] == "data":
             v = np.zeros_like(np.asarray(q_pred))
         elif st["link"] is not None and st["base"] in var_rel:
-            act, act_sq, lparams, dtype = prop.link(st["link"])
             q_b = np.asarray(prop.q[st["base"]], np.float64)
-            m = prop.gaussian(act.fn, lparams, act.kinks, act.name, np.sqrt(q_b), 0.0, where, dtype)
-            m4 = prop.gaussian(act_sq.fn, lparams, act_sq.kinks, act_sq.name, np.sqrt(q_b), 0.0, where, dtype)["m2"]
-            kappa = sw2p * m["dm2_dsigma"] * np.sqrt(q_b) / (2 * q_pred)
-            v = kappa**2 * var_rel[st["base"]] + sw2p**2 * np.maximum(m4 - m["m2"] ** 2, 0) / (
+            e2, de2, e4 = _link_moments(prop, st["link"], q_b, where)
+            kappa = sw2p * de2 * np.sqrt(q_b) / (2 * q_pred)
+            v = kappa**2 * var_rel[st["base"]] + sw2p**2 * np.maximum(e4 - e2**2, 0) / (
                 layer.fan_in * layer.pad * q_pred**2)
         else:
             v = np.full(np.shape(q_pred), np.nan)
@@ -1174,6 +1177,27 @@ def diagnose(model, x, *, call: Optional[Callable] = None, phase_tol: float = 1e
     phase, chi1, xi_c, verdict = _verdict(records, links, depth, prop, phase_tol)
     layers = tuple(LayerDiagnosis(**{k: r[k] for k in LayerDiagnosis._fields}) for r in records)
     return Diagnosis(layers, depth, phase, chi1, xi_c, verdict)
+
+
+def _link_moments(prop, link, q_b, where):
+    """``E[L^2]``, ``d E[L^2] / d sigma`` and ``E[L^4]`` at ``sigma = sqrt(q_b)`` for the link ``L``.
+
+    With no offset, ``L(x) = a f(cb x + shift)`` gives them from the moments of
+    ``f`` (already computed for the layer's input) and of ``f^2`` at
+    ``sigma_G = |cb| sigma``; with an offset, from the link's own moments.
+    """
+    fn, params, kinks, name, dtype, cb, shift, a, c = link
+    if c == 0:
+        sigma = abs(cb) * np.sqrt(q_b)
+        m = prop.gaussian(fn, params, kinks, name, sigma, shift, where, dtype)
+        sq = prop.square(fn)
+        m4 = prop.gaussian(sq, params, kinks, name + "^2", sigma, shift, where, dtype)["m2"]
+        return a * a * m["m2"], a * a * m["dm2_dsigma"] * abs(cb), a**4 * m4
+    act, act_sq, lparams, dtype = prop.link(link)
+    sigma = np.sqrt(q_b)
+    m = prop.gaussian(act.fn, lparams, act.kinks, act.name, sigma, 0.0, where, dtype)
+    m4 = prop.gaussian(act_sq.fn, lparams, act_sq.kinks, act_sq.name, sigma, 0.0, where, dtype)["m2"]
+    return m["m2"], m["dm2_dsigma"], m4
 
 
 def _upstream(node) -> set:
