@@ -58,8 +58,6 @@ from flax import nnx
 from jax.extend import core as jcore
 from jax.interpreters import ad, batching, mlir
 
-from jaxsig.integrations.flax import NNXActivation
-
 __all__ = [
     "UnsupportedModelError",
     "DENSE",
@@ -144,6 +142,9 @@ def _unsupported_classes():
 
 
 def _instrumented_classes():
+    # Imported here, not at the top: jaxsig.integrations.flax re-exports this package's API.
+    from jaxsig.integrations.flax import NNXActivation
+
     table = [(nnx.Linear, DENSE), (nnx.Conv, CONV), (nnx.LayerNorm, NORM), (nnx.RMSNorm, NORM),
              (nnx.BatchNorm, NORM), (NNXActivation, ACTIVATION), (nnx.Dropout, _DROPOUT)]
     return table + [(cls, _UNSUPPORTED) for cls in _unsupported_classes()]

@@ -1121,11 +1121,14 @@ def diagnose(model, x, *, call: Optional[Callable] = None, phase_tol: float = 1e
       >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
       >>> from jaxsig import flax as jflax
-      >>> layers = [nnx.Linear(64, 64, rngs=nnx.Rngs(i)) for i in range(6)]
-      >>> model = nnx.Sequential(*[f for l in layers for f in (l, jnp.tanh)][:-1])
-      >>> d = jflax.diagnose(model, jax.random.normal(jax.random.key(0), (32, 64)))
-      >>> d.phase, d.layers[-1].predicted_q < d.layers[0].predicted_q   # lecun init: sW^2 = 1, q* = 0
-      ('critical', True)
+      >>> layers = [nnx.Linear(64, 64, rngs=nnx.Rngs(i)) for i in range(8)]
+      >>> model = nnx.Sequential(*[f for l in layers for f in (l, jax.nn.relu)][:-1])
+      >>> x = jax.random.normal(jax.random.key(0), (32, 64))
+      >>> jflax.diagnose(model, x).phase      # Flax's lecun init: chi1 = sW^2 / 2 = 1/2
+      'ordered'
+      >>> _ = jflax.autoinit(model, x)         # He: sW^2 = 2
+      >>> jflax.diagnose(model, x).phase
+      'critical'
     """
     x = _check_x(x)
     plan = _plan(model, x, call)
