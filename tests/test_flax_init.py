@@ -245,7 +245,13 @@ def test_learned_activation_is_retargeted_without_retracing(monkeypatch):
         assert report.layers[1].sigma_w2 == pytest.approx(1 / m2, rel=1e-9)
         assert report.layers[1].input == "rational"
         assert float(jaxsig.moments(model.act.activation, 1.0, params=values).m2) == pytest.approx(m2, rel=1e-9)
+        # The weights follow (later calls write through the compiled path).
+        assert _sw2(model.layers[1]) == pytest.approx(1 / m2, rel=1e-9)
     assert len(traces) == 1  # traced once; later calls reuse the structure
+    model.layers[2].kernel.set_value(jnp.zeros((64, 64), F))  # an all-zero kernel is drawn, then scaled
+    report = fi.autoinit(model, x)
+    assert _sw2(model.layers[2]) == pytest.approx(report.layers[2].sigma_w2, rel=1e-12)
+    assert np.std(np.asarray(model.layers[2].kernel[...])) > 0
 
 
 def test_redraw_exclude_and_rescale_directions():

@@ -536,6 +536,14 @@ class ModelGraph:
 
     # -- Queries ------------------------------------------------------------------------------------------
 
+    def release(self, max_size: int = 4096):
+        """Drop the traced state values larger than ``max_size`` entries (kernels).
+
+        They were kept only to check that activation coefficients are uniform;
+        a cached graph should not hold a model's weights alive.
+        """
+        self._state_values = [v if np.size(v) <= max_size else None for v in self._state_values]
+
     def leaf(self, path: str, attr: str) -> Optional[int]:
         """Index of the state leaf ``path.attr`` (e.g. a layer's ``kernel``), or ``None``."""
         name = f"{path}.{attr}" if path else attr
@@ -871,8 +879,8 @@ class ModelGraph:
             memo[u] = True  # guards cycles (there are none in a jaxpr)
             if u in self.leaf_of or u in self.const_of:
                 val = self._state_values[self.leaf_of[u]] if u in self.leaf_of else self.const_of[u]
-                a = np.asarray(val)
-                ok = a.size == 0 or bool(np.all(a == a.reshape(-1)[0]))
+                a = None if val is None else np.asarray(val)
+                ok = a is not None and (a.size == 0 or bool(np.all(a == a.reshape(-1)[0])))
             elif u in self.producer:
                 e = self.eqns[self.producer[u]]
                 name = e.primitive.name

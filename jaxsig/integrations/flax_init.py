@@ -285,27 +285,57 @@ class _Plan:
     writes: int = 0
 
 
+class _Key:
+    """A cache key whose hash is computed once (hashing a deep GraphDef is not free)."""
+
+    __slots__ = ("parts", "hash")
+
+    def __init__(self, parts):
+        self.parts, self.hash = parts, hash(parts)
+
+    def __hash__(self):
+        return self.hash
+
+    def __eq__(self, other):
+        return isinstance(other, _Key) and self.hash == other.hash and self.parts == other.parts
+
+
 _PLANS: "collections.OrderedDict" = collections.OrderedDict()
 _PLAN_CACHE_SIZE = 16
 
 
-def _plan(model, x, call) -> _Plan:
-    """The traced structure of ``model`` on inputs shaped like ``x`` (cached: tracing is the dear part)."""
+class _Snapshot(NamedTuple):
+    """One pass over the model: its graph definition, state leaves and modules by path."""
+
+    graphdef: Any
+    treedef: Any
+    values: list
+    modules: dict
+
+
+def _snapshot(model) -> _Snapshot:
     graphdef, state = nnx.split(model)
+    values, treedef = jax.tree_util.tree_flatten(state)
+    return _Snapshot(graphdef, treedef, values, fg.module_paths(model))
+
+
+def _plan(model, x, call, snap: _Snapshot) -> _Plan:
+    """The traced structure of ``model`` on inputs shaped like ``x`` (cached: tracing is the dear part)."""
+    graphdef = snap.graphdef
     # One example is traced: the structure does not depend on the batch, and the activations read
     # off the jaxpr then evaluate on arrays of one example's size (see flax_graph.Slice.packed).
     batched = jnp.ndim(x) >= 2
-    key = (graphdef, jax.tree_util.tree_structure(state), jnp.shape(x)[1:] if batched else jnp.shape(x),
+    key = (graphdef, snap.treedef, jnp.shape(x)[1:] if batched else jnp.shape(x),
            batched, jnp.result_type(x), call)
     try:
-        hash(key)
+        key = _Key(key)
     except TypeError:
         key = None
     if key is not None and key in _PLANS:
         _PLANS.move_to_end(key)
         return _PLANS[key]
     graph = fg.trace(model, x[:1] if batched else x, call)
-    modules = _modules(model)
+    modules = snap.modules
     layers = []
     for c in graph.layers:
         module = modules[c.path]
@@ -328,6 +358,7 @@ def _plan(model, x, call) -> _Plan:
             _collect_fixed(graph.input_expr(c.index), fixed)
         except UnsupportedModelError:
             pass  # raised again, with the layer named, when that layer is needed
+    graph.release()
     plan = _Plan(graph, tuple(layers), tuple(dict.fromkeys(fixed)), batched)
     if key is not None:
         _PLANS[key] = plan
@@ -443,10 +474,10 @@ class _Propagation:
     dtype): cheap enough to run at every :func:`autoinit` call.
     """
 
-    def __init__(self, plan, model, values, x, per_input):
+    def __init__(self, plan, snap, x, per_input):
         self.plan, self.graph = plan, plan.graph
-        self.values = values
-        self.modules = _modules(model)
+        values = self.values = snap.values
+        self.modules = snap.modules
         self.per_input = per_input
         self.batch = int(np.shape(x)[0]) if per_input else 1
         self.fixed = {v: np.asarray(a, np.float64) for v, a in zip(plan.fixed_vars, self.examples(
@@ -798,11 +829,6 @@ def _effective(layer: _Layer, values):
     return sw2, sb2
 
 
-def _state_values(model) -> list:
-    _, state = nnx.split(model)
-    return jax.tree_util.tree_leaves(state)
-
-
 def _check_x(x):
     if isinstance(x, (tuple, list, dict)):
         raise TypeError("x must be one array (a batch of inputs); for several inputs pass call=lambda m, x: m(*x)")
@@ -911,13 +937,14 @@ def autoinit(
         if not (0.0 <= sigma_b2 < q):
             raise ValueError(f"sigma_b2 must satisfy 0 <= sigma_b2 < q, got {sigma_b2=}, {q=}")
     x = _check_x(x)
-    plan = _plan(model, x, call)
+    snap = _snapshot(model)
+    plan = _plan(model, x, call, snap)
     exclude = set(exclude)
     known = {l.path for l in plan.layers}
     if exclude - known:
         raise ValueError(f"exclude names unknown layer(s) {sorted(exclude - known)}; the layers are {sorted(known)}")
-    values = _state_values(model)
-    prop = _Propagation(plan, model, values, x, per_input=False)
+    values = snap.values
+    prop = _Propagation(plan, snap, x, per_input=False)
     rows, new = [], {}
     for layer in plan.layers:
         st = prop.layer_input(layer)
@@ -934,7 +961,7 @@ def autoinit(
         slope = _slope(prop, st, sw2 * layer.pad, where)
         rows.append(LayerInit(layer.path, layer.kind, st["label"], layer.fan_in, float(sw2), float(sb2),
                               float(a_eff), float(q_out), float(sw2 * chi_gain), slope, layer.path not in exclude))
-    _write(model, plan, new, weights, key)
+    _write(snap.modules, plan, new, weights, key)
     return AutoInitReport(tuple(rows), mode, q, sigma_b2, weights)
 
 
@@ -1003,9 +1030,8 @@ def _key(key):
     return key
 
 
-def _write(model, plan, new, weights, key):
+def _write(modules, plan, new, weights, key):
     """Kernels with mean square ``sW^2 / fan_in`` and biases with mean square ``sb^2``."""
-    modules = _modules(model)
     todo = [l for l in plan.layers if l.path in new]
     if not todo:
         return
@@ -1022,12 +1048,25 @@ def _write(model, plan, new, weights, key):
             targets.append(sb2)
             slots.append((module, "bias"))
     redraw = weights == "redraw"
-    # The first call of a plan writes eagerly (nothing to compile, so it is not held up); later calls,
-    # as in a training loop, use one compiled program per array shape.
-    setter = _set_scale_jit if plan.writes else _set_scale
+    if plan.writes and not redraw:
+        # Later calls of a plan (a training loop): one compiled rescaling per array shape, and one
+        # transfer of all the mean squares to the host to spot all-zero arrays, which are drawn.
+        outs = [_rescaled(a, jnp.asarray(t, a.dtype)) if t > 0 else (None, None) for a, t in zip(arrays, targets)]
+        squares = jax.device_get([m for _, m in outs if m is not None])
+        it = iter(squares)
+        zeros: dict = {}
+        for i, ((module, name), a, t, (out, m)) in enumerate(zip(slots, arrays, targets, outs)):
+            if out is None:
+                key_ = (a.shape, a.dtype)
+                out = zeros[key_] if key_ in zeros else zeros.setdefault(key_, jnp.zeros_like(a))
+            elif not float(next(it)) > 0:
+                out = _set_scale(a, t, key, i, False)
+            getattr(module, name).set_value(out)
+    else:
+        # The first call writes eagerly: nothing to compile, so it is not held up.
+        for i, ((module, name), a, t) in enumerate(zip(slots, arrays, targets)):
+            getattr(module, name).set_value(_set_scale(a, t, key, i, redraw))
     plan.writes += 1
-    for i, ((module, name), a, t) in enumerate(zip(slots, arrays, targets)):
-        getattr(module, name).set_value(setter(a, t, key, i, redraw))
 
 
 def _set_scale(a, t, key, i, redraw):
@@ -1051,14 +1090,6 @@ def _set_scale(a, t, key, i, redraw):
 def _rescaled(a, t):
     m = jnp.mean(a * a)
     return a * jnp.sqrt(t / jnp.where(m > 0, m, 1.0)), m
-
-
-def _set_scale_jit(a, t, key, i, redraw):
-    """As :func:`_set_scale`, the rescaling compiled (once per array shape): one dispatch per array."""
-    if t <= 0 or redraw:
-        return _set_scale(a, t, key, i, redraw)
-    out, m = _rescaled(a, jnp.asarray(t, a.dtype))
-    return out if float(m) > 0 else _set_scale(a, t, key, i, redraw)
 
 
 # --- diagnose -----------------------------------------------------------------------------------------------
@@ -1131,12 +1162,13 @@ def diagnose(model, x, *, call: Optional[Callable] = None, phase_tol: float = 1e
       'critical'
     """
     x = _check_x(x)
-    plan = _plan(model, x, call)
-    values = _state_values(model)
+    snap = _snapshot(model)
+    plan = _plan(model, x, call, snap)
+    values = snap.values
     per_input = x.ndim >= 2
     measured = fg.layer_outputs(model, x, call)
     outs = [measured[l.path] for l in plan.layers]
-    prop = _Propagation(plan, model, values, x, per_input=per_input)
+    prop = _Propagation(plan, snap, x, per_input=per_input)
     records, links, var_rel, depth_of = [], [], {}, {}
     for layer, h in zip(plan.layers, outs):
         h = np.asarray(h, np.float64)
