@@ -188,7 +188,9 @@ class LayerDiagnosis(NamedTuple):
         layer's input), ``chi1`` and ``V'(q*)`` there, and the depth scales
         ``xi_q = -1 / log V'(q*)``, ``xi_c = -1 / log C'(c*)``; NaN where
         undefined. ``xi_c = -1 / log chi1*`` in the ordered phase, ``inf`` at
-        the edge of chaos and where ``q* = 0``.
+        the edge of chaos and where ``q* = 0``; in the chaotic phase from the
+        correlation map's fixed point ``c* < 1`` (the network's, when its hidden
+        layers share one map: one 2-D solve instead of one per layer).
     """
 
     path: str
@@ -1207,9 +1209,11 @@ def diagnose(model, x, *, call: Optional[Callable] = None, phase_tol: float = 1e
         ))
         if st["link"] is not None and st["base"] is not None:
             links.append((len(records) - 1, st["link"], sw2p, sb2, float(np.mean(prop.q[st["base"]]))))
-    _fixed_points(prop, records, links, phase_tol)
+    residual = any(r["residual"] for r in records)
+    network = None if residual else _network_map(prop, links, phase_tol)
+    _fixed_points(prop, records, links, phase_tol, network)
     depth = max(depth_of.values())
-    phase, chi1, xi_c, verdict = _verdict(records, links, depth, prop, phase_tol)
+    phase, chi1, xi_c, verdict = _verdict(records, links, depth, network, phase_tol)
     layers = tuple(LayerDiagnosis(**{k: r[k] for k in LayerDiagnosis._fields}) for r in records)
     return Diagnosis(layers, depth, phase, chi1, xi_c, verdict)
 
@@ -1251,7 +1255,7 @@ def _phase(chi, tol) -> str:
     return _mf.PHASES[0] if chi < 1 - tol else (_mf.PHASES[2] if chi > 1 + tol else _mf.PHASES[1])
 
 
-def _fixed_point(prop, act, lparams, dtype, sw2, sb2, q0, phase_tol):
+def _fixed_point(prop, act, lparams, dtype, sw2, sb2, q0, phase_tol, chaotic=None):
     """Fixed points and depth scales of ``q -> sW^2 p E[L(sqrt q Z)^2] + sb^2`` for arrays of variances.
 
     ``xi_c`` from the slope of the correlation map at its stable fixed point:
@@ -1261,7 +1265,8 @@ def _fixed_point(prop, act, lparams, dtype, sw2, sb2, q0, phase_tol):
     ``sb^2 = 0`` correlations are kept while the signal itself vanishes, at the
     rate ``xi_q``); in the chaotic phase :func:`jaxsig.dynamics.correlation_fixed_point`
     solves for ``c* < 1`` (a 2-D quadrature per Newton step: the dear part of
-    :func:`diagnose`, done only for chaotic layers).
+    :func:`diagnose`, done only for chaotic layers), unless ``chaotic = (xi_c, c*)``
+    gives the values to use instead.
     """
     sw2, sb2 = jnp.asarray(sw2, dtype), jnp.asarray(sb2, dtype)
     q0 = jnp.asarray(np.clip(np.asarray(q0, np.float64), 1e-6, 1e3), dtype)
@@ -1273,12 +1278,14 @@ def _fixed_point(prop, act, lparams, dtype, sw2, sb2, q0, phase_tol):
         xi = np.where(chi < 1, -1.0 / np.log(np.where(chi < 1, chi, 0.5)), np.inf)
     xi = np.where((q_star == 0) | ~np.isfinite(q_star), np.inf, xi)
     c_star = np.where(chi <= 1, 1.0, np.nan)
-    chaotic = np.flatnonzero((chi > 1) & (q_star > 0) & np.isfinite(q_star))
-    if chaotic.size:
-        cf = _mf.correlation_fixed_point(act, sw2[chaotic], sb2[chaotic], params=lparams,
-                                         q_star=jnp.asarray(q_star[chaotic], dtype))
-        xi[chaotic] = np.asarray(cf.xi_c, np.float64)
-        c_star[chaotic] = np.asarray(cf.c_star, np.float64)
+    hot = np.flatnonzero((chi > 1) & (q_star > 0) & np.isfinite(q_star))
+    if hot.size and chaotic is not None:
+        xi[hot], c_star[hot] = chaotic
+    elif hot.size:
+        cf = _mf.correlation_fixed_point(act, sw2[hot], sb2[hot], params=lparams,
+                                         q_star=jnp.asarray(q_star[hot], dtype))
+        xi[hot] = np.asarray(cf.xi_c, np.float64)
+        c_star[hot] = np.asarray(cf.c_star, np.float64)
     out.update(xi_c=xi, c_star=c_star)
     return out
 
@@ -1288,20 +1295,46 @@ def _link_key(prop, link):
     return (id(act.fn), tuple(np.asarray(p).tobytes() for p in jax.tree_util.tree_leaves(lparams)))
 
 
-def _fixed_points(prop, records, links, phase_tol):
-    """Per-layer fixed point and depth scales, one batched solve per distinct link function."""
+def _network_map(prop, links, tol):
+    """The fixed point of the hidden layers' common map, or ``None`` if they do not share one.
+
+    Layers share a map when their link function is the same and their ``sW^2``
+    and ``sb^2`` are within 5% of the median (a drawn ``n x n`` kernel scatters
+    by ``sqrt(2) / n``); the network's fixed point is then that of their mean
+    scales.
+    """
+    if not links:
+        return None
+    keys = {_link_key(prop, link) for _, link, *_ in links}
+    sw2 = np.array([m[2] for m in links])
+    sb2 = np.array([m[3] for m in links])
+    if len(keys) != 1 or np.any(np.abs(sw2 / np.median(sw2) - 1) > 0.05) or np.any(
+            np.abs(sb2 - np.median(sb2)) > 0.05 * max(np.median(sw2), 1e-12)):
+        return None
+    act, _, lparams, dtype = prop.link(links[0][1])
+    fp = _fixed_point(prop, act, lparams, dtype, [sw2.mean()], [sb2.mean()], [np.median([m[4] for m in links])], tol)
+    return {k: float(v[0]) for k, v in fp.items()}
+
+
+def _fixed_points(prop, records, links, phase_tol, network):
+    """Per-layer fixed point and depth scales, one batched solve per distinct link function.
+
+    When the layers share the network's map, a chaotic layer's ``xi_c`` and
+    ``c*`` are the network's (one correlation solve instead of one per layer).
+    """
     groups: dict = {}
     for i, link, sw2p, sb2, q0 in links:
         groups.setdefault(_link_key(prop, link), (link, []))[1].append((i, sw2p, sb2, q0))
+    shared = (network["xi_c"], network["c_star"]) if network is not None else None
     for link, members in groups.values():
         act, _, lparams, dtype = prop.link(link)
         out = _fixed_point(prop, act, lparams, dtype, [m[1] for m in members], [m[2] for m in members],
-                           [m[3] for m in members], phase_tol)
+                           [m[3] for m in members], phase_tol, chaotic=shared)
         for j, (i, *_) in enumerate(members):
             records[i].update({k: float(v[j]) for k, v in out.items()})
 
 
-def _verdict(records, links, depth, prop, tol):
+def _verdict(records, links, depth, network, tol):
     """``(phase, chi1, xi_c, sentence)`` for the whole network."""
     residual = any(r["residual"] for r in records)
     z = [abs(r["ratio"] - 1) / r["rel_sd"] for r in records if np.isfinite(r["rel_sd"]) and r["rel_sd"] > 0]
@@ -1316,17 +1349,8 @@ def _verdict(records, links, depth, prop, tol):
         return "residual", float("nan"), float("nan"), text + agree
     if not links:
         return "", float("nan"), float("nan"), f"no hidden layer fed by an activation; depth {depth}" + agree
-    # Hidden layers sharing one map (same link function, sW^2 and sb^2 within the 5% a drawn
-    # kernel may scatter by): the network's fixed point is that of their mean scales.
-    keys = [_link_key(prop, link) for _, link, *_ in links]
-    sw2 = np.array([m[2] for m in links])
-    sb2 = np.array([m[3] for m in links])
-    homogeneous = (len(set(keys)) == 1 and np.all(np.abs(sw2 / np.median(sw2) - 1) <= 0.05)
-                   and np.all(np.abs(sb2 - np.median(sb2)) <= 0.05 * max(np.median(sw2), 1e-12)))
-    if homogeneous:
-        act, _, lparams, dtype = prop.link(links[0][1])
-        fp = _fixed_point(prop, act, lparams, dtype, [sw2.mean()], [sb2.mean()], [np.median([m[4] for m in links])], tol)
-        chi1, xi_c, q_star, slope, c_star = (float(fp[k][0]) for k in ("chi1_star", "xi_c", "q_star", "slope", "c_star"))
+    if network is not None:
+        chi1, xi_c, q_star, slope, c_star = (network[k] for k in ("chi1_star", "xi_c", "q_star", "slope", "c_star"))
         phase = _phase(chi1, tol)
         at = f"chi1 = {chi1:.4g} at q* = {q_star:.3g}"
     else:
