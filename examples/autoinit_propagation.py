@@ -142,6 +142,7 @@ def run(name, make_act, settings, depth, data, seeds, n_test):
             "slope": hidden[0].slope, "first_call_seconds": seconds[0],
             "later_call_seconds": float(np.mean(seconds[1:])) if len(seconds) > 1 else None,
             "max_z": float(np.nanmax(z)), "max_fraction": float(np.max(frac)),
+            "within_2sd": float(np.mean(z[np.isfinite(z)] <= 2.0)), "mean_abs_z": float(np.nanmean(z)),
             "mean_ratio_last": float(np.mean([a["measured_q"][-2] / a["target_q"][-2] for a in auto])),
             "phase": auto[0]["phase"], "verdict": auto[0]["verdict"],
         },
@@ -164,21 +165,25 @@ def run(name, make_act, settings, depth, data, seeds, n_test):
 def tables(results, seeds, n_test):
     lines = [
         "| activation | depth | autoinit settings | sW^2 | sb^2 | chi1 | V'(q) | autoinit: max_l \\|q_l/target - 1\\| "
-        "| ... in error-model sd | default init: q_L / q_1 measured | predicted | default phase (diagnose) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ... in error-model sd | layers within 2 sd | default init: q_L / q_1 measured | predicted "
+        "| default phase (diagnose) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         a, d = r["autoinit"], r["default"]
         s = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
         lines.append(
             f"| {r['activation']} | {r['depth']} | {s} | {a['sigma_w2']:.4g} | {a['sigma_b2']:.4g} | {a['chi1']:.4g} "
-            f"| {a['slope']:.3f} | {a['max_fraction']:.3f} | {a['max_z']:.2f} sd | {d['drift_measured']:.3g} "
+            f"| {a['slope']:.3f} | {a['max_fraction']:.3f} | {a['max_z']:.2f} sd | {100 * a['within_2sd']:.0f}% "
+            f"| {d['drift_measured']:.3g} "
             f"| {d['drift_predicted']:.3g} | {d['phase']} |"
         )
     lines += ["", f"{seeds} networks per row; q_l measured on {n_test} test images (autoinit saw 256 training images); "
               "l runs over the hidden layers, L is the last. 'in error-model sd': the largest "
               "|q_l / target_l - 1| / rel_sd_l over hidden layers and networks, rel_sd from jaxsig.flax.diagnose "
-              "(the relative sd of one input's measured q_l at this width, delta method; see its docstring)."]
+              "(the relative sd of one input's measured q_l at this width, delta method; see its docstring); "
+              "'within 2 sd': the share of (layer, network) pairs with |q_l / target_l - 1| <= 2 rel_sd_l "
+              "(95% for a calibrated Gaussian error)."]
     return "\n".join(lines)
 
 

@@ -268,6 +268,7 @@ def main(argv=None):
         print(f"{name:9s} {init:34s} lr {lr:g}: test accuracy {_ms(r['accuracy'])} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
         results.append(r)
+        out.with_suffix(".partial.json").write_text(json.dumps(results) + "\n")  # survives an interrupted run
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     text = tables(results, args) + f" Runtime {wall:.0f} s wall, {cpu:.0f} s CPU.\n"
     print("\n" + text)
@@ -276,6 +277,7 @@ def main(argv=None):
                                                     "seeds": args.seeds, "lrs": args.lrs, "batch": args.batch,
                                                     "runs": results, "runtime_wall_seconds": wall}, indent=1) + "\n")
     figure(results, out.with_suffix(".png"))
+    out.with_suffix(".partial.json").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import jaxsig
 from jaxsig import dynamics
 from jaxsig.integrations import flax_graph
 from jaxsig.integrations import flax_init as fi
+from jaxsig.integrations import flax_propagation
 from jaxsig.integrations.flax import NNXActivation
 
 F = jnp.float64
@@ -215,6 +216,57 @@ def test_convolution_padding_fraction_and_batchnorm():
     assert report.layers[1].sigma_w2 == pytest.approx(2.0 * (1 + bn.epsilon), abs=CLOSED)
 
 
+class _Norms(nnx.Module):
+    """``Linear -> norm -> Dropout -> relu -> Linear``: the norm resets q, dropout is the identity."""
+
+    def __init__(self, norm):
+        rngs = nnx.Rngs(0)
+        self.a, self.b = nnx.Linear(12, 64, param_dtype=F, rngs=rngs), nnx.Linear(64, 64, param_dtype=F, rngs=rngs)
+        self.norm = norm
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, x):
+        h = self.norm(self.a(x))
+        return self.b(jax.nn.relu(self.drop(h)))
+
+
+# Flax keeps BatchNorm's running statistics in float32 whatever param_dtype says; their update warns.
+@pytest.mark.filterwarnings("ignore:scatter inputs have incompatible types")
+@pytest.mark.parametrize("kind", ["rms", "batch-train"])
+def test_rmsnorm_batchnorm_training_mode_and_dropout(kind):
+    rngs = nnx.Rngs(0)
+    q = 2.0
+    if kind == "rms":  # y = h / sqrt(mean h^2 + eps): second moment q / (q + eps)
+        norm = nnx.RMSNorm(64, param_dtype=F, rngs=rngs)
+    else:  # per-unit batch statistics: in the mean-field limit the same map as LayerNorm's
+        norm = nnx.BatchNorm(64, use_running_average=False, param_dtype=F, rngs=rngs)
+    model = _Norms(norm)
+    report = fi.autoinit(model, _x(), q=q)
+    m2 = 0.5 * q / (q + norm.epsilon)  # relu of a centred Gaussian of that variance
+    assert report.layers[1].q_in == pytest.approx(m2, abs=CLOSED)
+    assert report.layers[1].sigma_w2 == pytest.approx(q / m2, abs=CLOSED)
+    stats = [np.asarray(v) for v in jax.tree_util.tree_leaves(nnx.state(model, nnx.BatchStat))]
+    fi.diagnose(model, _x())
+    after = [np.asarray(v) for v in jax.tree_util.tree_leaves(nnx.state(model, nnx.BatchStat))]
+    assert all(np.array_equal(a, b) for a, b in zip(stats, after))  # diagnose runs a copy
+
+
+class _PerUnitSlope(nnx.Module):
+    def __init__(self):
+        rngs = nnx.Rngs(0)
+        self.a, self.b = nnx.Linear(12, 16, rngs=rngs), nnx.Linear(16, 4, rngs=rngs)
+        self.slope = nnx.Param(jnp.linspace(0.0, 0.3, 16))  # a per-channel PReLU
+
+    def __call__(self, x):
+        h = self.a(x)
+        return self.b(jnp.where(h > 0, h, self.slope[...] * h))
+
+
+def test_per_unit_activation_coefficients_are_refused():
+    with pytest.raises(fi.UnsupportedModelError, match="different coefficients at different units"):
+        fi.autoinit(_PerUnitSlope(), _x().astype(jnp.float32))
+
+
 class _Learnable(nnx.Module):
     def __init__(self, depth=4, width=64):
         rngs = nnx.Rngs(0)
@@ -233,15 +285,14 @@ def test_learned_activation_is_retargeted_without_retracing(monkeypatch):
     real = flax_graph.trace
     monkeypatch.setattr(flax_graph, "trace", lambda *a, **k: traces.append(1) or real(*a, **k))
     model, x = _Learnable(), _x()
-    fi._PLANS.clear()
+    flax_propagation._PLANS.clear()
     base = np.asarray(model.act.params["numerator"][...])
     for scale in (1.0, 1.3, 0.7):  # as if training had moved the activation
         model.act.params["numerator"][...] = jnp.asarray(base * scale, F)
         report = fi.autoinit(model, x)
         values = model.act.values
         # Independent reference: SciPy quadrature of the module's own function at its current parameters.
-        f = lambda u: float(model.act(jnp.asarray(u, F)))  # noqa: E731
-        m2 = _gauss(lambda u: f(u) ** 2)
+        m2 = _gauss(lambda u, act=model.act: float(act(jnp.asarray(u, F))) ** 2)
         assert report.layers[1].sigma_w2 == pytest.approx(1 / m2, rel=1e-9)
         assert report.layers[1].input == "rational"
         assert float(jaxsig.moments(model.act.activation, 1.0, params=values).m2) == pytest.approx(m2, rel=1e-9)

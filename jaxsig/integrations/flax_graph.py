@@ -814,9 +814,8 @@ class ModelGraph:
             ins = [u for u in e.invars if _is_var(u) and u in alias]
             if not ins:
                 continue
-            if e.primitive.name in _IDENTITY and e.invars[0] in alias:
-                alias.update(e.outvars)
-            elif e.primitive.name in ("max", "min", "clamp") and len(ins) == 1:
+            identity = e.primitive.name in _IDENTITY and e.invars[0] in alias
+            if identity or (e.primitive.name in ("max", "min", "clamp") and len(ins) == 1):
                 alias.update(e.outvars)
         return alias
 

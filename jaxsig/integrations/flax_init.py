@@ -50,20 +50,15 @@ References:
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import functools
 import math
-from typing import Any, Callable, Iterable, NamedTuple, Optional
+from typing import Callable, Iterable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from jaxsig.core.activations import Activation
-from jaxsig.core.signature import moments
 from jaxsig.integrations import flax_graph as fg
+from jaxsig.integrations import flax_propagation as fp
 from jaxsig.integrations.flax_graph import UnsupportedModelError
 from jaxsig.theory import meanfield as _mf
 
@@ -261,570 +256,10 @@ def _table(head, rows) -> str:
     return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
 
-# --- Plans: the traced structure, cached per model structure --------------------------------------------
-
-
-@dataclasses.dataclass(eq=False)
-class _Layer:
-    call: int
-    path: str
-    kind: str
-    kernel: int  # state leaf index
-    bias: Optional[int]
-    fan_in: int
-    units: int  # output units averaged in one measurement
-    pad: float  # fraction of the kernel taps that see data (1 for dense)
-
-
-@dataclasses.dataclass(eq=False)
-class _Plan:
-    graph: fg.ModelGraph
-    layers: tuple
-    fixed_vars: tuple
-    batched: bool  # traced on x[:1]: values of the batch are computed example by example
-    composites: dict = dataclasses.field(default_factory=dict)
-    affine: dict = dataclasses.field(default_factory=dict)
-    writes: int = 0
-
-
-class _Key:
-    """A cache key whose hash is computed once (hashing a deep GraphDef is not free)."""
-
-    __slots__ = ("parts", "hash")
-
-    def __init__(self, parts):
-        self.parts, self.hash = parts, hash(parts)
-
-    def __hash__(self):
-        return self.hash
-
-    def __eq__(self, other):
-        return isinstance(other, _Key) and self.hash == other.hash and self.parts == other.parts
-
-
-_PLANS: "collections.OrderedDict" = collections.OrderedDict()
-_PLAN_CACHE_SIZE = 16
-
-
-class _Snapshot(NamedTuple):
-    """One pass over the model: its graph definition, state leaves and modules by path."""
-
-    graphdef: Any
-    treedef: Any
-    values: list
-    modules: dict
-
-
-def _snapshot(model) -> _Snapshot:
-    graphdef, state = nnx.split(model)
-    values, treedef = jax.tree_util.tree_flatten(state)
-    return _Snapshot(graphdef, treedef, values, fg.module_paths(model))
-
-
-def _plan(model, x, call, snap: _Snapshot) -> _Plan:
-    """The traced structure of ``model`` on inputs shaped like ``x`` (cached: tracing is the dear part)."""
-    graphdef = snap.graphdef
-    # One example is traced: the structure does not depend on the batch, and the activations read
-    # off the jaxpr then evaluate on arrays of one example's size (see flax_graph.Slice.packed).
-    batched = jnp.ndim(x) >= 2
-    key = (graphdef, snap.treedef, jnp.shape(x)[1:] if batched else jnp.shape(x),
-           batched, jnp.result_type(x), call)
-    try:
-        key = _Key(key)
-    except TypeError:
-        key = None
-    if key is not None and key in _PLANS:
-        _PLANS.move_to_end(key)
-        return _PLANS[key]
-    graph = fg.trace(model, x[:1] if batched else x, call)
-    modules = snap.modules
-    layers = []
-    for c in graph.layers:
-        module = modules[c.path]
-        kernel, bias = graph.leaf(c.path, "kernel"), graph.leaf(c.path, "bias")
-        k_shape = tuple(module.kernel.shape)
-        want = 2 if c.kind == fg.DENSE else len(module.kernel_size) + 2
-        if len(k_shape) != want or kernel is None:
-            raise UnsupportedModelError(
-                f"{c.cls} {c.path!r} has a kernel of shape {k_shape}: stacked weights (nnx.vmap / nnx.scan "
-                "over layers) are not supported; unroll the layers"
-            )
-        fan_in = math.prod(k_shape[:-1])
-        pad = _padding_fraction(module, c.in_shape) if c.kind == fg.CONV else 1.0
-        # (in_shape is one example's: the padding fraction does not depend on the batch.)
-        layers.append(_Layer(c.index, c.path, c.kind, kernel, bias if module.bias is not None else None,
-                             fan_in, int(k_shape[-1]), pad))
-    fixed = []
-    for c in graph.layers:
-        try:
-            _collect_fixed(graph.input_expr(c.index), fixed)
-        except UnsupportedModelError:
-            pass  # raised again, with the layer named, when that layer is needed
-    graph.release()
-    plan = _Plan(graph, tuple(layers), tuple(dict.fromkeys(fixed)), batched)
-    if key is not None:
-        _PLANS[key] = plan
-        if len(_PLANS) > _PLAN_CACHE_SIZE:
-            _PLANS.popitem(last=False)
-    return plan
-
-
-def _collect_fixed(node, out):
-    if isinstance(node, fg.Fixed):
-        if node.var is not None:
-            out.append(node.var)
-    elif isinstance(node, (fg.Elementwise, fg.Layout, fg.Norm)):
-        _collect_fixed(node.child, out)
-    elif isinstance(node, fg.Add):
-        _collect_fixed(node.left, out)
-        _collect_fixed(node.right, out)
-
-
-def _modules(model) -> dict:
-    return fg.module_paths(model)
-
-
-def _padding_fraction(module, in_shape) -> float:
-    """Mean over output positions of the fraction of kernel taps that land inside the input.
-
-    A probe convolution with the layer's geometry (kernel size, strides,
-    padding, dilations), one channel, all-ones kernel and input: its output
-    counts the taps that see data. ``1`` for ``VALID`` and circular padding.
-    """
-    n = len(module.kernel_size)
-    spatial = tuple(in_shape[-1 - n:-1])
-    probe = nnx.Conv(1, 1, kernel_size=module.kernel_size, strides=module.strides, padding=module.padding,
-                     input_dilation=module.input_dilation, kernel_dilation=module.kernel_dilation,
-                     use_bias=False, kernel_init=nnx.initializers.ones, param_dtype=jnp.float32,
-                     rngs=nnx.Rngs(0))
-    out = probe(jnp.ones((1,) + spatial + (1,), jnp.float32))
-    return float(jnp.mean(out)) / math.prod(module.kernel_size)
-
-
-# --- The algebra: Gaussian parts, activation terms, fixed parts -------------------------------------------
-
-
-class _Term(NamedTuple):
-    """``a * fn(G + shift) + c`` with ``G = sum_b coeff_b B_b`` a centred Gaussian."""
-
-    fn: Callable
-    params: Any
-    kinks: tuple
-    name: str
-    gauss: tuple  # ((base, coeff), ...)
-    shift: Any
-    a: Any
-    c: Any
-    dtype: Any  # the dtype the function was traced in
-
-
-class _Canon(NamedTuple):
-    """A value as ``G + sum_t T_t + F``: Gaussian part, activation terms (independent), fixed part."""
-
-    gauss: tuple
-    terms: tuple
-    fixed: Any
-    shape: tuple
-
-
-def _identity(x, params):
-    del params
-    return x
-
-
-_NO_PARAMS: dict = {}
-
-
-def _without_params(fn):
-    """``fn(x)`` as ``f(x, params)`` (one stable wrapper per function, for the compile caches)."""
-    if id(fn) not in _NO_PARAMS:
-        def f(x, params):
-            del params
-            return fn(x)
-
-        f.__name__ = getattr(fn, "__name__", "f")
-        _NO_PARAMS[id(fn)] = (f, fn)
-    return _NO_PARAMS[id(fn)][0]
-
-
-def _gauss_merge(g1, g2, s=1.0):
-    out = dict(g1)
-    for b, c in g2:
-        out[b] = out.get(b, 0.0) + s * c
-    return tuple(out.items())
-
-
-def _bases(gauss) -> set:
-    return {b for b, _ in gauss}
-
-
-def _uniform(a) -> Optional[float]:
-    """``a`` as a float when all its entries are equal, else ``None``."""
-    a = np.asarray(a, np.float64)
-    if a.size == 0:
-        return None
-    first = a.reshape(-1)[0]
-    return float(first) if np.all(a == first) else None
-
-
-class _Propagation:
-    """Numbers for the expressions of a :class:`_Plan`: per-entry moments, per-layer statistics.
-
-    ``q`` maps each layer call to the second moment of its output (a float, or
-    an array over the batch when ``per_input``). Arithmetic is NumPy float64 on
-    the concrete results of :func:`jaxsig.moments` (evaluated in the model's
-    dtype): cheap enough to run at every :func:`autoinit` call.
-    """
-
-    def __init__(self, plan, snap, x, per_input):
-        self.plan, self.graph = plan, plan.graph
-        values = self.values = snap.values
-        self.modules = snap.modules
-        self.per_input = per_input
-        self.batch = int(np.shape(x)[0]) if per_input else 1
-        self.fixed = {v: np.asarray(a, np.float64) for v, a in zip(plan.fixed_vars, self.examples(
-            lambda xi: self.graph.evaluate(plan.fixed_vars, values, xi), x))} if plan.fixed_vars else {}
-        self.q: dict = {}
-        self.memo: dict = {}
-        self.cache: dict = {}
-
-    # -- Arrays -------------------------------------------------------------------------------------
-
-    def examples(self, fun, arr):
-        """``fun`` (traced on one example, leading axis 1) applied to every example of ``arr``."""
-        if not self.plan.batched:
-            return fun(arr)
-        out = jax.vmap(lambda a: fun(a[None]))(jnp.asarray(arr))
-        return jax.tree_util.tree_map(lambda o: o.reshape((o.shape[0],) + o.shape[2:]), out)
-
-    def apply(self, sl, arr):
-        """Slice ``sl`` applied to a concrete array of the batch."""
-        return np.asarray(self.examples(lambda a: sl(a, self.values), arr), np.float64)
-
-    def expand(self, a, nd):
-        """A per-input array ``(B,)`` as ``(B, 1, ..., 1)`` of rank ``nd``; scalars as they are."""
-        a = np.asarray(a, np.float64)
-        if a.ndim == 1 and self.per_input:
-            return a.reshape((a.shape[0],) + (1,) * (nd - 1))
-        return a
-
-    def reduce(self, a, shape):
-        """Mean over everything but the batch axis (per input), or over everything."""
-        a = np.asarray(a, np.float64)
-        nd = len(shape)
-        a = a.reshape((1,) * (nd - a.ndim) + a.shape) if a.ndim < nd else a
-        if not self.per_input or nd == 0:
-            return float(np.mean(a))
-        out = a.mean(axis=tuple(range(1, a.ndim))) if a.ndim > 1 else a
-        return np.broadcast_to(out, (self.batch,)).copy()
-
-    def relayout(self, a, old, new, where):
-        a = np.asarray(a, np.float64)
-        if tuple(old) == tuple(new) or a.size == 1:
-            return a.reshape(()) if a.size == 1 else a
-        b = a.reshape((1,) * (len(old) - a.ndim) + a.shape) if a.ndim < len(old) else a
-        if self.per_input and b.shape[0] == self.batch and b.ndim > 1:
-            flat = b.reshape(b.shape[0], -1)
-            if np.all(flat == flat[:, :1]):  # per input, the same for every unit
-                return flat[:, 0].reshape((b.shape[0],) + (1,) * (len(new) - 1))
-        u = _uniform(b)
-        if u is not None:
-            return np.asarray(u)
-        raise UnsupportedModelError(
-            f"{where}: per-unit coefficients (for instance a trained LayerNorm scale) reach a reshape or "
-            "transpose that moves the units; mean-field initialisation cannot follow them there"
-        )
-
-    def gauss_var(self, gauss, nd):
-        out = 0.0
-        for b, c in gauss:
-            out = out + np.asarray(c, np.float64) ** 2 * self.expand(self.q[b], nd)
-        return np.asarray(out, np.float64)
-
-    # -- Moments ------------------------------------------------------------------------------------------
-
-    def gaussian(self, fn, params, kinks, name, sigma, mu, where, dtype):
-        """``jaxsig.moments`` of ``fn`` at ``mu + sigma Z`` (cached by value within one propagation)."""
-        sigma = np.sqrt(np.maximum(np.asarray(sigma, np.float64) ** 2, _mf.Q_MIN))
-        sigma, mu = np.broadcast_arrays(sigma, np.asarray(mu, np.float64))
-        leaves = jax.tree_util.tree_leaves(params)
-        key = (id(fn), tuple(np.asarray(p).tobytes() for p in leaves), sigma.tobytes(), mu.tobytes(),
-               sigma.shape, jnp.dtype(dtype).name)
-        if key not in self.cache:
-            act = Activation(name, fn, params, tuple(kinks))
-            try:
-                m = moments(act, jnp.asarray(sigma, dtype), mu=jnp.asarray(mu, dtype), params=params)
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"{where}: the Gaussian moments of {name!r} failed: {e}") from e
-            self.cache[key] = {k: np.asarray(getattr(m, k), np.float64) for k in ("m1", "m2", "g2", "dm2_dsigma")}
-        return self.cache[key]
-
-    def term_moments(self, t, nd, where):
-        sigma = np.sqrt(self.gauss_var(t.gauss, nd))
-        return self.gaussian(t.fn, t.params, t.kinks, t.name, sigma, t.shift, where, t.dtype)
-
-    def entry_moments(self, cn, where):
-        """Per-entry ``E[v]`` and ``E[v^2]`` of a canonical value (broadcastable arrays)."""
-        nd = len(cn.shape)
-        mean = np.asarray(cn.fixed, np.float64)
-        sq = self.gauss_var(cn.gauss, nd) + mean**2
-        for t in cn.terms:
-            m = self.term_moments(t, nd, where)
-            a, c = np.asarray(t.a, np.float64), np.asarray(t.c, np.float64)
-            mu_t = a * m["m1"] + c
-            sq = sq + a * a * m["m2"] + 2 * a * c * m["m1"] + c * c + 2 * mean * mu_t
-            mean = mean + mu_t
-        return mean, sq
-
-    # -- Canonical forms ------------------------------------------------------------------------------------
-
-    def canon(self, node, where) -> _Canon:
-        key = id(node)
-        if key not in self.memo:
-            self.memo[key] = (node, self._canon(node, where))
-        return self.memo[key][1]
-
-    def _canon(self, node, where) -> _Canon:
-        g = self.graph
-        if isinstance(node, fg.Base):
-            return _Canon(((node.call, 1.0),), (), 0.0, g.calls[node.call].out_shape)
-        if isinstance(node, fg.Fixed):
-            if node.var is not None:
-                return _Canon((), (), self.fixed[node.var], node.shape)
-            return _Canon((), (), np.asarray(node.value, np.float64), ())
-        if isinstance(node, fg.Add):
-            left, right = self.canon(node.left, where), self.canon(node.right, where)
-            s = node.sign
-            terms = left.terms + tuple(t._replace(a=s * np.asarray(t.a), c=s * np.asarray(t.c)) for t in right.terms)
-            parts = [_bases(t.gauss) for t in terms] + [_bases(left.gauss) | _bases(right.gauss)]
-            seen = set()
-            for p in parts:
-                if p & seen:
-                    raise UnsupportedModelError(
-                        f"{where}: a sum adds two signals that depend on the same layer output through "
-                        "different functions (e.g. phi(h) + LayerNorm(h)); mean-field theory here adds "
-                        "independent signals only"
-                    )
-                seen |= p
-            return _Canon(_gauss_merge(left.gauss, right.gauss, s), terms,
-                          np.asarray(left.fixed) + s * np.asarray(right.fixed), node.shape)
-        if isinstance(node, fg.Norm):
-            return self._norm(node, where)
-        if isinstance(node, fg.Layout):
-            cn = self.canon(node.child, where)
-            return self._moved(cn, node.slice, node.shape, where)
-        if isinstance(node, fg.Elementwise):
-            return self._elementwise(node, where)
-        raise TypeError(f"unknown expression {node!r}")  # pragma: no cover
-
-    def _moved(self, cn, sl, shape, where, a=1.0, c=0.0) -> _Canon:
-        """``a * v + c`` after moving entries as ``sl`` does (identity / affine slices, layouts)."""
-        old = cn.shape
-        rl = lambda arr: self.relayout(arr, old, shape, where)  # noqa: E731
-        fixed = np.asarray(cn.fixed, np.float64)
-        if fixed.ndim == len(sl.in_shape) and fixed.shape[1:] == tuple(sl.in_shape[1:]) and fixed.size > 1:
-            fixed = self.apply(sl, fixed)  # exact, however sl moves entries
-        else:
-            fixed = a * rl(fixed) + c
-        gauss = tuple((b, a * rl(co)) for b, co in cn.gauss)
-        terms = tuple(t._replace(a=a * rl(t.a), c=a * rl(t.c), shift=rl(t.shift) if old != shape else t.shift,
-                                 gauss=tuple((b, rl(co)) for b, co in t.gauss))
-                      for t in cn.terms)
-        return _Canon(gauss, terms, fixed, shape)
-
-    def _affine_coefficients(self, sl, where):
-        """``(a, c)`` of an affine slice ``v = a w + c``: scalars, or per-unit vectors over the last axis."""
-        key = (id(sl), tuple(np.asarray(p).tobytes() for p in sl.params(self.values)))
-        if key not in self.plan.affine:
-            zero = np.asarray(sl(jnp.zeros(sl.in_shape, sl.dtype), self.values), np.float64)
-            one = np.asarray(sl(jnp.ones(sl.in_shape, sl.dtype), self.values), np.float64)
-            out = []
-            for arr in (one - zero, zero):
-                u = _uniform(arr)
-                if u is not None:
-                    out.append(np.asarray(u))
-                    continue
-                flat = arr.reshape(-1, arr.shape[-1])
-                if not np.all(flat == flat[0]):
-                    raise UnsupportedModelError(f"{where}: an affine map whose coefficients vary across the batch")
-                out.append(flat[0])
-            self.plan.affine[key] = tuple(out)
-        return self.plan.affine[key]
-
-    def _elementwise(self, node, where) -> _Canon:
-        sl, shape = node.slice, node.shape
-        cn = self.canon(node.child, where)
-        if sl.kind == "identity":
-            return self._moved(cn, sl, shape, where)
-        if sl.kind == "affine":
-            a, c = self._affine_coefficients(sl, where)
-            return self._moved(cn, sl, shape, where, a, c)
-        fn, params, kinks = self.function(sl)
-        if cn.gauss and not cn.terms:
-            term = _Term(fn, params, kinks, sl.name, cn.gauss, np.asarray(cn.fixed, np.float64), 1.0, 0.0, sl.dtype)
-        elif len(cn.terms) == 1 and not cn.gauss:
-            t = cn.terms[0]
-            inner = []
-            for label, arr in (("scale", t.a), ("offset", np.asarray(t.c) + np.asarray(cn.fixed))):
-                u = _uniform(arr)
-                if u is None and self.per_input and np.ndim(arr) >= 1 and all(d == 1 for d in np.shape(arr)[1:]):
-                    u = float(np.mean(arr))  # per-input coefficients: their batch mean (diagnose only)
-                if u is None:
-                    raise UnsupportedModelError(
-                        f"{where}: {sl.name!r} is applied to {t.name!r} through a per-unit {label} (for "
-                        "instance a trained LayerNorm); mean-field theory here needs one function for all units"
-                    )
-                inner.append(u)
-            fn = self.composite(fn, t.fn)
-            term = _Term(fn, (params, t.params, inner[0], inner[1]), tuple(t.kinks), f"{sl.name}({t.name})",
-                         t.gauss, t.shift, 1.0, 0.0, jnp.promote_types(sl.dtype, t.dtype))
-        else:
-            raise UnsupportedModelError(
-                f"{where}: {sl.name!r} is applied to a sum of a non-Gaussian signal and another signal (as in "
-                "relu(x + f(x)) with x itself an activation's output: a post-activation residual block); "
-                "mean-field theory needs Gaussian pre-activations. Move the activation into the residual "
-                "branch (pre-activation ordering)"
-            )
-        old = sl.in_shape
-        if tuple(old) != tuple(shape):
-            term = term._replace(shift=self.relayout(term.shift, old, shape, where),
-                                 gauss=tuple((b, self.relayout(co, old, shape, where)) for b, co in term.gauss))
-        return _Canon((), (term,), 0.0, shape)
-
-    def function(self, sl):
-        """``(fn(x, params), params, kinks)`` of a nonlinear slice.
-
-        A slice that is one :class:`~jaxsig.flax.NNXActivation` call uses that
-        module's jaxsig activation at its current parameters (any shape, exact
-        kinks); any other uses the jaxpr (:attr:`flax_graph.Slice.packed`).
-        """
-        if sl.activation is not None:
-            act = self.modules[sl.activation].activation
-            values = self.modules[sl.activation].values
-            if values is None:
-                return _without_params(act.fn), (), tuple(act.kinks)
-            return act.fn, values, tuple(act.kinks)
-        return sl.packed, sl.params(self.values), sl.kinks
-
-    def composite(self, outer, inner):
-        """``x -> outer(a * inner(x) + c)`` with ``(outer params, inner params, a, c)`` as parameters.
-
-        One function object per pair, kept in the plan, so that repeated
-        propagations hit :func:`jaxsig.moments`' compile cache.
-        """
-        key = (id(outer), id(inner))
-        if key not in self.plan.composites:
-            def fn(x, p):
-                return outer(p[2] * inner(x, p[1]) + p[3], p[0])
-
-            fn.__name__ = f"{getattr(outer, '__name__', 'f')}({getattr(inner, '__name__', 'g')})"
-            self.plan.composites[key] = (fn, outer, inner)
-        return self.plan.composites[key][0]
-
-    def _norm(self, node, where) -> _Canon:
-        call = self.graph.calls[node.call]
-        module = self.modules[call.path]
-        cn = self.canon(node.child, where)
-        nd = len(cn.shape)
-        mean, sq = self.entry_moments(cn, where)
-        m = self.expand(self.reduce(mean, cn.shape), nd)
-        ms = self.expand(self.reduce(sq, cn.shape), nd)
-        var = np.maximum(ms - m * m, 0.0)
-        get = lambda name: (None if getattr(module, name, None) is None  # noqa: E731
-                            else np.asarray(getattr(module, name).get_value(), np.float64))
-        # Per-unit affine parameters; uniform ones (as initialised) as scalars.
-        scale, bias = get("scale"), get("bias")
-        scale = 1.0 if scale is None else (_uniform(scale) if _uniform(scale) is not None else scale)
-        bias = 0.0 if bias is None else (_uniform(bias) if _uniform(bias) is not None else bias)
-        eps = float(module.epsilon)
-        if isinstance(module, nnx.RMSNorm):
-            a, c = scale / np.sqrt(ms + eps), 0.0
-        elif isinstance(module, nnx.BatchNorm) and call.static.get("use_running_average"):
-            a = scale / np.sqrt(get("var") + eps)
-            c = bias - a * get("mean")
-        else:
-            # LayerNorm; BatchNorm in training mode, whose per-unit batch statistics concentrate,
-            # for exchangeable units at initialisation, on the same mean and variance.
-            a = scale / np.sqrt(var + eps)
-            c = bias - a * m
-        gauss = tuple((b, a * co) for b, co in cn.gauss)
-        terms = tuple(t._replace(a=a * np.asarray(t.a), c=a * np.asarray(t.c)) for t in cn.terms)
-        return _Canon(gauss, terms, a * np.asarray(cn.fixed) + c, node.shape)
-
-    # -- Per-layer statistics ----------------------------------------------------------------------------------
-
-    def layer_input(self, layer: _Layer):
-        """Statistics of a layer's input: second moment, gain, link function, a label."""
-        where = f"{self.graph.calls[layer.call].cls} {layer.path!r}"
-        cn = self.canon(self.graph.input_expr(layer.call), where)
-        nd = len(cn.shape)
-        mean, sq = self.entry_moments(cn, where)
-        q_in = self.reduce(sq, cn.shape)
-        sources = [_bases(t.gauss) for t in cn.terms] + ([_bases(cn.gauss)] if cn.gauss else [])
-        out = {"q_in": q_in, "g2sq": np.nan, "link": None, "base": None, "label": "data", "activation": False,
-               "residual": len(sources) > 1 or any(len(s) > 1 for s in sources)}
-        if not cn.gauss and not cn.terms:
-            return out
-        if len(cn.terms) == 1 and not cn.gauss:
-            t = cn.terms[0]
-            out["label"], out["activation"] = t.name, True
-            m = self.term_moments(t, nd, where)
-            if len(t.gauss) == 1:
-                b, cb = t.gauss[0]
-                out["g2sq"] = self.reduce(np.asarray(t.a) ** 2 * np.asarray(cb) ** 2 * m["g2"] ** 2, cn.shape)
-                scal = [_uniform(v) for v in (cb, t.shift, t.a, np.asarray(t.c) + np.asarray(cn.fixed))]
-                if all(s is not None for s in scal):
-                    out["link"] = (t.fn, t.params, t.kinks, t.name, t.dtype, *scal)
-                    out["base"] = b
-        elif cn.gauss and not cn.terms:
-            out["label"] = "linear" if len(cn.gauss) == 1 else "residual stream"
-            if len(cn.gauss) == 1:
-                b, cb = cn.gauss[0]
-                out["g2sq"] = self.reduce(np.broadcast_to(np.asarray(cb, np.float64) ** 2, np.shape(sq)), cn.shape)
-                scal = [_uniform(cb), _uniform(cn.fixed)]
-                if all(s is not None for s in scal):
-                    out["link"] = (_identity, None, (), "identity", self.graph.calls[b].dtype, scal[0], 0.0, 1.0,
-                                   scal[1])
-                    out["base"] = b
-        else:
-            out["label"] = f"sum of {len(sources)} signals"
-        return out
-
-    def square(self, fn):
-        """``x -> fn(x)^2`` (one stable function per ``fn``, kept in the plan)."""
-        key = ("square", id(fn))
-        if key not in self.plan.composites:
-            def sq(x, p):
-                return fn(x, p) ** 2
-
-            sq.__name__ = getattr(fn, "__name__", "f") + "^2"
-            self.plan.composites[key] = (sq, fn)
-        return self.plan.composites[key][0]
-
-    def link(self, link):
-        """``(Activation, params)`` of the link ``L(x) = a fn(cb x + shift) + c`` of a layer."""
-        fn, params, kinks, name, dtype, cb, shift, a, c = link
-        key = ("link", id(fn))
-        if key not in self.plan.composites:
-            def lfn(x, p):
-                return p[3] * fn(p[1] * x + p[2], p[0]) + p[4]
-
-            def lsq(x, p):
-                return lfn(x, p) ** 2
-
-            lfn.__name__ = lsq.__name__ = name
-            self.plan.composites[key] = (lfn, lsq, fn)
-        lfn, lsq, _ = self.plan.composites[key]
-        lparams = (params, cb, shift, a, c)
-        lkinks = tuple((k - shift) / cb for k in kinks) if cb != 0 else ()
-        return (Activation(name, lfn, lparams, lkinks), Activation(name + "^2", lsq, lparams, lkinks), lparams,
-                dtype)
-
-
 # --- autoinit -----------------------------------------------------------------------------------------------
 
 
-def _effective(layer: _Layer, values):
+def _effective(layer: fp.Layer, values):
     w = np.asarray(values[layer.kernel], np.float64)
     sw2 = float(np.mean(w * w)) * layer.fan_in
     sb2 = float(np.mean(np.asarray(values[layer.bias], np.float64) ** 2)) if layer.bias is not None else 0.0
@@ -939,14 +374,14 @@ def autoinit(
         if not (0.0 <= sigma_b2 < q):
             raise ValueError(f"sigma_b2 must satisfy 0 <= sigma_b2 < q, got {sigma_b2=}, {q=}")
     x = _check_x(x)
-    snap = _snapshot(model)
-    plan = _plan(model, x, call, snap)
+    snap = fp.snapshot(model)
+    plan = fp.plan(model, x, call, snap)
     exclude = set(exclude)
     known = {l.path for l in plan.layers}
     if exclude - known:
         raise ValueError(f"exclude names unknown layer(s) {sorted(exclude - known)}; the layers are {sorted(known)}")
     values = snap.values
-    prop = _Propagation(plan, snap, x, per_input=False)
+    prop = fp.Propagation(plan, snap, x, per_input=False)
     rows, new = [], {}
     for layer in plan.layers:
         st = prop.layer_input(layer)
@@ -1057,7 +492,7 @@ def _write(modules, plan, new, weights, key):
         squares = jax.device_get([m for _, m in outs if m is not None])
         it = iter(squares)
         zeros: dict = {}
-        for i, ((module, name), a, t, (out, m)) in enumerate(zip(slots, arrays, targets, outs)):
+        for i, ((module, name), a, t, (out, _)) in enumerate(zip(slots, arrays, targets, outs)):
             if out is None:
                 key_ = (a.shape, a.dtype)
                 out = zeros[key_] if key_ in zeros else zeros.setdefault(key_, jnp.zeros_like(a))
@@ -1164,13 +599,13 @@ def diagnose(model, x, *, call: Optional[Callable] = None, phase_tol: float = 1e
       'critical'
     """
     x = _check_x(x)
-    snap = _snapshot(model)
-    plan = _plan(model, x, call, snap)
+    snap = fp.snapshot(model)
+    plan = fp.plan(model, x, call, snap)
     values = snap.values
     per_input = x.ndim >= 2
     measured = fg.layer_outputs(model, x, call)
     outs = [measured[l.path] for l in plan.layers]
-    prop = _Propagation(plan, snap, x, per_input=per_input)
+    prop = fp.Propagation(plan, snap, x, per_input=per_input)
     records, links, var_rel, depth_of = [], [], {}, {}
     for layer, h in zip(plan.layers, outs):
         h = np.asarray(h, np.float64)
@@ -1270,9 +705,9 @@ def _fixed_point(prop, act, lparams, dtype, sw2, sb2, q0, phase_tol, chaotic=Non
     """
     sw2, sb2 = jnp.asarray(sw2, dtype), jnp.asarray(sb2, dtype)
     q0 = jnp.asarray(np.clip(np.asarray(q0, np.float64), 1e-6, 1e3), dtype)
-    fp = _mf.fixed_point(act, sw2, sb2, params=lparams, q0=q0, phase_tol=phase_tol)
+    sol = _mf.fixed_point(act, sw2, sb2, params=lparams, q0=q0, phase_tol=phase_tol)
     out = {k: np.asarray(v, np.float64) for k, v in (
-        ("q_star", fp.q_star), ("chi1_star", fp.chi1), ("slope", fp.slope), ("xi_q", fp.xi_q))}
+        ("q_star", sol.q_star), ("chi1_star", sol.chi1), ("slope", sol.slope), ("xi_q", sol.xi_q))}
     chi, q_star = out["chi1_star"], out["q_star"]
     with np.errstate(divide="ignore"):
         xi = np.where(chi < 1, -1.0 / np.log(np.where(chi < 1, chi, 0.5)), np.inf)
@@ -1291,7 +726,7 @@ def _fixed_point(prop, act, lparams, dtype, sw2, sb2, q0, phase_tol, chaotic=Non
 
 
 def _link_key(prop, link):
-    act, _, lparams, dtype = prop.link(link)
+    act, _, lparams, _ = prop.link(link)
     return (id(act.fn), tuple(np.asarray(p).tobytes() for p in jax.tree_util.tree_leaves(lparams)))
 
 
@@ -1312,8 +747,8 @@ def _network_map(prop, links, tol):
             np.abs(sb2 - np.median(sb2)) > 0.05 * max(np.median(sw2), 1e-12)):
         return None
     act, _, lparams, dtype = prop.link(links[0][1])
-    fp = _fixed_point(prop, act, lparams, dtype, [sw2.mean()], [sb2.mean()], [np.median([m[4] for m in links])], tol)
-    return {k: float(v[0]) for k, v in fp.items()}
+    sol = _fixed_point(prop, act, lparams, dtype, [sw2.mean()], [sb2.mean()], [np.median([m[4] for m in links])], tol)
+    return {k: float(v[0]) for k, v in sol.items()}
 
 
 def _fixed_points(prop, records, links, phase_tol, network):
