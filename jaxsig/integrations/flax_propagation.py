@@ -336,12 +336,12 @@ class Propagation:
         """``jaxsig.moments`` of ``fn`` at ``mu + sigma Z`` (cached by value within one propagation).
 
         Below ``s0 = sqrt(Q_MIN)`` (``2^-20``, the smallest scale jaxsig's rules
-        resolve) the same expectation is taken of ``psi(y) = fn(k y)`` at
+        resolve) the same expectations are taken of ``psi(y) = r fn(k y)`` at
         ``y = mu / k + (sigma / k) Z`` with ``k = min(sigma) / s0``: exact, since
-        ``psi(y) = fn(mu + sigma Z)``, and the rule then works at ``sigma / k >= s0``.
-        Then ``g2 = g2_psi / k`` and ``dm2/dsigma = dm2_psi/dsigma / k``. This
-        lets a dying network's variance be predicted down to ``1e-60`` rather than
-        stop at ``2^-40``.
+        ``psi(y) = r fn(mu + sigma Z)``, and the rule then works at
+        ``sigma / k >= s0``; ``r`` makes ``psi`` of order one near ``mu`` so that
+        no square underflows. This lets a dying network's variance be predicted
+        down to ``1e-60`` (in float32 too) rather than stop at ``2^-40``.
         """
         sigma, mu = np.broadcast_arrays(np.asarray(sigma, np.float64), np.asarray(mu, np.float64))
         sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, _S0)  # a zero-variance input: read at s0
@@ -350,28 +350,39 @@ class Propagation:
                sigma.shape, jnp.dtype(dtype).name)
         if key not in self.cache:
             k = float(np.min(sigma)) / _S0 if sigma.size else 1.0
+            r = 1.0
             if k >= 1 or float(np.max(sigma)) / k > 40:  # no scaling needed, or the spread is too wide for one k
                 k, sigma_s, mu_s, f, p, kk = 1.0, np.maximum(sigma, _S0), mu, fn, params, tuple(kinks)
             else:
-                f, p = self.scaled(fn), (params, k)
                 sigma_s, mu_s = sigma / k, mu / k
                 kk = tuple(x / k for x in kinks if abs(x / k) < 1e3)  # farther kinks carry no Gaussian mass
+                # The values are rescaled too, r fn(k y) of order 1, so that their squares do not underflow
+                # (float32 stops at 1e-45: a dying network's q reaches that within a few dozen layers).
+                i = int(np.argmin(sigma))
+                pts = jnp.asarray([mu.reshape(-1)[i], mu.reshape(-1)[i] + sigma.reshape(-1)[i]], dtype)
+                v = np.asarray(fn(pts, params), np.float64)
+                size = max(abs(v[0]), abs(v[1] - v[0]))
+                r = 1.0 / size if np.isfinite(size) and size > 0 else 1.0
+                f, p = self.scaled(fn), (params, jnp.asarray(k, dtype), jnp.asarray(r, dtype))
             act = Activation(name, f, p, kk)
             try:
                 m = moments(act, jnp.asarray(sigma_s, dtype), mu=jnp.asarray(mu_s, dtype), params=p)
             except (ValueError, TypeError) as e:
                 raise ValueError(f"{where}: the Gaussian moments of {name!r} failed: {e}") from e
             out = {n: np.asarray(getattr(m, n), np.float64) for n in ("m1", "m2", "g2", "dm2_dsigma")}
-            out["g2"], out["dm2_dsigma"] = out["g2"] / k, out["dm2_dsigma"] / k
+            # psi(y) = r fn(k y): m1 = m1_psi / r, m2 = m2_psi / r^2, fn' = psi' / (r k),
+            # and d m2 / d sigma = (d m2_psi / d sigma_psi) / (r^2 k).
+            out["m1"], out["m2"] = out["m1"] / r, out["m2"] / r**2
+            out["g2"], out["dm2_dsigma"] = out["g2"] / (r * k), out["dm2_dsigma"] / (r * r * k)
             self.cache[key] = out
         return self.cache[key]
 
     def scaled(self, fn):
-        """``y -> fn(k y)`` with ``(fn params, k)`` as parameters (one stable function per ``fn``)."""
+        """``y -> r fn(k y)`` with ``(fn params, k, r)`` as parameters (one stable function per ``fn``)."""
         key = ("scaled", id(fn))
         if key not in self.plan.composites:
             def f(y, p):
-                return fn(p[1] * y, p[0])
+                return p[2] * fn(p[1] * y, p[0])
 
             f.__name__ = getattr(fn, "__name__", "f")
             self.plan.composites[key] = (f, fn)
