@@ -65,8 +65,10 @@ def main(argv=None):
         s32 = jaxsig.signature(name, jnp.float32(1.0))
         ref = TABLE["line"][name]
         line[name] = {
-            "tv": float(_err(s64.tv, ref["tv"])), "c": float(_err(s64.c, ref["c"])),
-            "tv_f32": float(_err(s32.tv, ref["tv"])), "c_f32": float(_err(s32.c, ref["c"])),
+            "tv": float(_err(s64.tv, ref["tv"])),
+            "c": float(_err(s64.c, ref["c"])),
+            "tv_f32": float(_err(s32.tv, ref["tv"])),
+            "c_f32": float(_err(s32.c, ref["c"])),
         }
     # The headline example of the issue: ReLU and tanh at sigma = 10.
     exact_relu = 10.0 / np.sqrt(2 * np.pi)
@@ -77,7 +79,8 @@ def main(argv=None):
             "tanh g1 rel. error": abs(
                 float(jaxsig.moments("tanh", 10.0, rule=rule).g1)
                 - float(jaxsig.moments("tanh", 10.0, rule=Composite(order=32, panel_sigmas=1.5)).g1)
-            ) / float(jaxsig.moments("tanh", 10.0, rule=Composite(order=32, panel_sigmas=1.5)).g1),
+            )
+            / float(jaxsig.moments("tanh", 10.0, rule=Composite(order=32, panel_sigmas=1.5)).g1),
         }
 
     names = list(jaxsig.activations.PAPER)

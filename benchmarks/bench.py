@@ -320,8 +320,9 @@ def mp_swish_beta(beta, sigma):
         pts = [-40 * s, -3 * s, 0, 3 * s, 40 * s]
         E = lambda g: mp.quad(lambda x: g(x) * dens(x), pts)  # noqa: E731
         m1, g1, d2, m2 = E(f), E(df), E(lambda x: df(x) ** 2), E(lambda x: f(x) ** 2)
-        return dict(m1=float(m1), g1=float(g1), g2=float(mp.sqrt(d2)), m2=float(m2),
-                    eta=float(m2 - m1**2 - s**2 * g1**2))
+        return dict(
+            m1=float(m1), g1=float(g1), g2=float(mp.sqrt(d2)), m2=float(m2), eta=float(m2 - m1**2 - s**2 * g1**2)
+        )
 
 
 # --- Workload 2/3 activation (counts its traces) -----------------------------------
@@ -399,13 +400,21 @@ def workload1(args, log):
         sj = jnp.asarray(sigmas)
         outs, first, med = {}, 0.0, 0.0
         for n in names:
-            out, t = timed(lambda s: jaxsig.signature(n, s, rule=rule), sj, repeats=args.repeats)
+            out, t = timed(lambda s, n=n, rule=rule: jaxsig.signature(n, s, rule=rule), sj, repeats=args.repeats)
             outs[n] = {k: np.asarray(getattr(out, k))[at] for k in GAUSS + LINE}
             first += t["first"]
             med += t["median"]
-        eg, el = errors(lambda n: outs[n])
-        rows.append(dict(method=label, time=med, compile=first - med, err_gauss=eg, err_line=el,
-                         note=f"8 calls of signature(name, sigmas[{sigmas.size}])"))
+        eg, el = errors(outs.__getitem__)
+        rows.append(
+            dict(
+                method=label,
+                time=med,
+                compile=first - med,
+                err_gauss=eg,
+                err_line=el,
+                note=f"8 calls of signature(name, sigmas[{sigmas.size}])",
+            )
+        )
         log(rows[-1])
 
     # scipy.integrate.quad: the reference sigmas of each activation, extrapolated.
@@ -423,11 +432,20 @@ def workload1(args, log):
             t_line += t2 - t1
             outs[n] = {k: [r[k] for r in g] for k in GAUSS} | line
         total = t_gauss / (len(names) * len(REF_SIGMAS)) * n_pairs + t_line
-        eg, el = errors(lambda n: outs[n])
-        rows.append(dict(method=f"scipy quad ({'tol 1e-13' if tight else 'default tol'})", time=total,
-                         compile=0.0, err_gauss=eg, err_line=el, extrapolated=True,
-                         note=f"timed {len(names) * len(REF_SIGMAS)} (act, sigma) pairs, x{n_pairs / (len(names) * len(REF_SIGMAS)):.0f}; "
-                              f"{SCIPY_WARNINGS['n']} quad warnings"))
+        eg, el = errors(outs.__getitem__)
+        rows.append(
+            dict(
+                method=f"scipy quad ({'tol 1e-13' if tight else 'default tol'})",
+                time=total,
+                compile=0.0,
+                err_gauss=eg,
+                err_line=el,
+                extrapolated=True,
+                note=f"timed {len(names) * len(REF_SIGMAS)} (act, sigma) pairs, "
+                f"x{n_pairs / (len(names) * len(REF_SIGMAS)):.0f}; "
+                f"{SCIPY_WARNINGS['n']} quad warnings",
+            )
+        )
         log(rows[-1])
 
     # Monte Carlo, 10^6 samples per (activation, sigma); Gaussian components only.
@@ -441,9 +459,17 @@ def workload1(args, log):
         per += t["median"]
         first += t["first"] - t["median"]
     eg, _ = errors(lambda n: outs[n])
-    rows.append(dict(method=f"Monte Carlo {args.mc_samples:.0e}", time=per / len(REF_SIGMAS) * sigmas.size,
-                     compile=first, err_gauss=eg, err_line=float("nan"), extrapolated=True,
-                     note=f"5 sigmas per activation timed, x{sigmas.size / 5:.0f}; no tv, c, slopes"))
+    rows.append(
+        dict(
+            method=f"Monte Carlo {args.mc_samples:.0e}",
+            time=per / len(REF_SIGMAS) * sigmas.size,
+            compile=first,
+            err_gauss=eg,
+            err_line=float("nan"),
+            extrapolated=True,
+            note=f"5 sigmas per activation timed, x{sigmas.size / 5:.0f}; no tv, c, slopes",
+        )
+    )
     log(rows[-1])
 
     # Bare cost: phi, phi' at the default rule's nodes, once per activation.
@@ -451,16 +477,27 @@ def workload1(args, log):
     for n in names:
         act = jaxsig.activations.get(n)
         x = jnp.asarray(quadrature.Composite(kinks=act.kinks).line(jnp.float64).x)
-        f = act.fn if act.params is None else act.bind(act.params)
-        bare = jax.jit(lambda x: jax.jvp(f, (x,), (jnp.ones_like(x),)))
+        bare = jax.jit(lambda x, f=act: jax.jvp(f, (x,), (jnp.ones_like(x),)))
         _, t = timed(bare, x, repeats=args.repeats)
         med += t["median"]
         first += t["first"] - t["median"]
-    rows.append(dict(method="bare cost (phi, phi' at the nodes)", time=med, compile=first,
-                     err_gauss=float("nan"), err_line=float("nan"), note="8 jitted jvp calls"))
+    rows.append(
+        dict(
+            method="bare cost (phi, phi' at the nodes)",
+            time=med,
+            compile=first,
+            err_gauss=float("nan"),
+            err_line=float("nan"),
+            note="8 jitted jvp calls",
+        )
+    )
     log(rows[-1])
-    return dict(rows=rows, n_sigmas=int(sigmas.size), reference=source,
-                reference_points=f"sigma in {REF_SIGMAS}, mu = 0, all 8 activations")
+    return dict(
+        rows=rows,
+        n_sigmas=int(sigmas.size),
+        reference=source,
+        reference_points=f"sigma in {REF_SIGMAS}, mu = 0, all 8 activations",
+    )
 
 
 def workload2_and_3(args, log):
@@ -479,25 +516,36 @@ def workload2_and_3(args, log):
     ref_out, t_ref = timed(forward_program(ref_rule), bj[:n_ref], sj, repeats=0)
     ref = {k: np.asarray(getattr(ref_out, k)) for k in GAUSS}
     tv_swish = paper_reference()[0]["swish"]["line"]["tv"]
-    ref_line = dict(alpha_plus=np.ones(n_ref), alpha_minus=np.zeros(n_ref), tv=np.full(n_ref, tv_swish),
-                    c=math.pi**2 / (6 * betas[:n_ref] ** 2))
+    ref_line = dict(
+        alpha_plus=np.ones(n_ref),
+        alpha_minus=np.zeros(n_ref),
+        tv=np.full(n_ref, tv_swish),
+        c=math.pi**2 / (6 * betas[:n_ref] ** 2),
+    )
     spot = []
     for i in range(args.n_mpmath):
         for j in (0, 4, 7):
             mp = mp_swish_beta(betas[i], sigmas[j])
             spot.append(max(err(ref[k][i, j], mp[k]) for k in GAUSS))
-    log(dict(reference="Composite(order=32, panel_sigmas=1.5)", seconds=t_ref["first"],
-             mpmath_spot_check_max_err=max(spot) if spot else None, n_spot=len(spot)))
+    log(
+        dict(
+            reference="Composite(order=32, panel_sigmas=1.5)",
+            seconds=t_ref["first"],
+            mpmath_spot_check_max_err=max(spot) if spot else None,
+            n_spot=len(spot),
+        )
+    )
 
     def errors(out, rows_idx):
         eg = max(err(np.asarray(out[k])[: len(rows_idx)], ref[k][rows_idx]) for k in GAUSS if k in out)
-        el = max((err(np.asarray(out[k])[: len(rows_idx)], ref_line[k][rows_idx]) for k in LINE if k in out),
-                 default=float("nan"))
+        el = max(
+            (err(np.asarray(out[k])[: len(rows_idx)], ref_line[k][rows_idx]) for k in LINE if k in out),
+            default=float("nan"),
+        )
         return eg, el
 
     def sig_dict(s, n):
-        return {k: np.asarray(getattr(s, k))[:n] for k in GAUSS} | {
-            k: np.asarray(getattr(s, k))[:n, 0] for k in LINE}
+        return {k: np.asarray(getattr(s, k))[:n] for k in GAUSS} | {k: np.asarray(getattr(s, k))[:n, 0] for k in LINE}
 
     idx = np.arange(n_ref)
     # jaxsig rules, jit(vmap) over the whole batch.
@@ -508,27 +556,54 @@ def workload2_and_3(args, log):
         prog = forward_program(rule)
         out, t = lowered_timed(prog, bj, sj, repeats=args.repeats)
         eg, el = errors(sig_dict(out, n_ref), idx)
-        rows.append(dict(method=label, time=t["median"], compile=t["compile"] + t["trace"], err_gauss=eg,
-                         err_line=el, hlo_ops=t["hlo_ops"], timing=t, note="jit(vmap(signature))"))
+        rows.append(
+            dict(
+                method=label,
+                time=t["median"],
+                compile=t["compile"] + t["trace"],
+                err_gauss=eg,
+                err_line=el,
+                hlo_ops=t["hlo_ops"],
+                timing=t,
+                note="jit(vmap(signature))",
+            )
+        )
         log(rows[-1])
         if rule is None:
             fwd_default = prog
 
     # The batch API (chunks of <= 1024 rows per device, all devices, host copies).
-    out, t = timed(lambda b: jaxsig.batch.signature_batch(SWISH_BETA, {"beta": b}, sigmas), betas,
-                   repeats=args.repeats)
+    out, t = timed(lambda b: jaxsig.batch.signature_batch(SWISH_BETA, {"beta": b}, sigmas), betas, repeats=args.repeats)
     eg, el = errors(sig_dict(out, n_ref), idx)
-    rows.append(dict(method=f"jaxsig signature_batch ({jax.device_count()} device)", time=t["median"],
-                     compile=t["first"] - t["median"], err_gauss=eg, err_line=el, timing=t,
-                     note="chunked (<= 1024 rows), results copied to host"))
+    rows.append(
+        dict(
+            method=f"jaxsig signature_batch ({jax.device_count()} device)",
+            time=t["median"],
+            compile=t["first"] - t["median"],
+            err_gauss=eg,
+            err_line=el,
+            timing=t,
+            note="chunked (<= 1024 rows), results copied to host",
+        )
+    )
     log(rows[-1])
 
     if args.float32:
-        out, t = lowered_timed(forward_program(None), bj.astype(jnp.float32), sj.astype(jnp.float32),
-                               repeats=args.repeats)
+        out, t = lowered_timed(
+            forward_program(None), bj.astype(jnp.float32), sj.astype(jnp.float32), repeats=args.repeats
+        )
         eg, el = errors(sig_dict(out, n_ref), idx)
-        rows.append(dict(method="jaxsig default, float32", time=t["median"], compile=t["compile"] + t["trace"],
-                         err_gauss=eg, err_line=el, timing=t, note="same program, float32 inputs"))
+        rows.append(
+            dict(
+                method="jaxsig default, float32",
+                time=t["median"],
+                compile=t["compile"] + t["trace"],
+                err_gauss=eg,
+                err_line=el,
+                timing=t,
+                note="same program, float32 inputs",
+            )
+        )
         log(rows[-1])
 
     # scipy quad on a subset, extrapolated linearly to B.
@@ -546,9 +621,17 @@ def workload2_and_3(args, log):
                 outs[k][i] = v
         per_row = (time.perf_counter() - t0) / n_sp
         eg, el = errors(outs, np.arange(n_sp))
-        rows.append(dict(method=f"scipy quad ({'tol 1e-13' if tight else 'default tol'})", time=per_row * B,
-                         compile=0.0, err_gauss=eg, err_line=el, extrapolated=True,
-                         note=f"timed {n_sp} betas x 8 sigmas, x{B / n_sp:.0f}; {SCIPY_WARNINGS['n']} quad warnings"))
+        rows.append(
+            dict(
+                method=f"scipy quad ({'tol 1e-13' if tight else 'default tol'})",
+                time=per_row * B,
+                compile=0.0,
+                err_gauss=eg,
+                err_line=el,
+                extrapolated=True,
+                note=f"timed {n_sp} betas x 8 sigmas, x{B / n_sp:.0f}; {SCIPY_WARNINGS['n']} quad warnings",
+            )
+        )
         log(rows[-1])
         if not tight:
             scipy_default = rows[-1]
@@ -565,18 +648,34 @@ def workload2_and_3(args, log):
     per_row = (time.perf_counter() - t0) / n_mc
     outs = {k: np.stack([np.asarray(m[k]) for m in mc]) for k in GAUSS}
     eg, _ = errors(outs, np.arange(n_mc))
-    rows.append(dict(method=f"Monte Carlo {args.mc_samples:.0e}", time=per_row * B, compile=0.0, err_gauss=eg,
-                     err_line=float("nan"), extrapolated=True,
-                     note=f"timed {n_mc} betas x 8 sigmas, x{B / n_mc:.0f}; no tv, c, slopes"))
+    rows.append(
+        dict(
+            method=f"Monte Carlo {args.mc_samples:.0e}",
+            time=per_row * B,
+            compile=0.0,
+            err_gauss=eg,
+            err_line=float("nan"),
+            extrapolated=True,
+            note=f"timed {n_mc} betas x 8 sigmas, x{B / n_mc:.0f}; no tv, c, slopes",
+        )
+    )
     log(rows[-1])
 
     # Bare cost: phi and phi' at the default rule's nodes, every beta.
     x = jnp.asarray(quadrature.Composite(kinks=SWISH_BETA.kinks).line(jnp.float64).x)
     bare = jax.jit(jax.vmap(lambda b: jax.jvp(lambda t: swish_beta(t, {"beta": b}), (x,), (jnp.ones_like(x),))))
     _, t_bare = lowered_timed(bare, bj, repeats=args.repeats)
-    rows.append(dict(method="bare cost (phi, phi' at the nodes)", time=t_bare["median"],
-                     compile=t_bare["compile"] + t_bare["trace"], err_gauss=float("nan"), err_line=float("nan"),
-                     timing=t_bare, note=f"jit(vmap(jvp)) over {x.size} nodes"))
+    rows.append(
+        dict(
+            method="bare cost (phi, phi' at the nodes)",
+            time=t_bare["median"],
+            compile=t_bare["compile"] + t_bare["trace"],
+            err_gauss=float("nan"),
+            err_line=float("nan"),
+            timing=t_bare,
+            note=f"jit(vmap(jvp)) over {x.size} nodes",
+        )
+    )
     log(rows[-1])
 
     # Workload 3: gradient of the design loss w.r.t. every beta.
@@ -588,9 +687,15 @@ def workload2_and_3(args, log):
     lm = np.asarray(design_loss_rows(block(fwd_default(bj - h, sj))))
     fd = (lp - lm) / (2 * h)
     grad_err = float(np.max(np.abs(np.asarray(g) - fd) / np.maximum(1.0, np.abs(fd))))
-    w3 = dict(method="jaxsig grad of design loss", time=t_grad["median"], compile=t_grad["compile"] + t_grad["trace"],
-              hlo_ops=t_grad["hlo_ops"], timing=t_grad, fd_max_err=grad_err,
-              note="jit(grad(sum of per-row losses)), checked against central differences (h = 1e-6)")
+    w3 = dict(
+        method="jaxsig grad of design loss",
+        time=t_grad["median"],
+        compile=t_grad["compile"] + t_grad["trace"],
+        hlo_ops=t_grad["hlo_ops"],
+        timing=t_grad,
+        fd_max_err=grad_err,
+        note="jit(grad(sum of per-row losses)), checked against central differences (h = 1e-6)",
+    )
     log(w3)
 
     # Recompilation: new values of betas, sigma, mu through the programs compiled
@@ -613,10 +718,17 @@ def workload2_and_3(args, log):
         grad_over_forward=t_grad["median"] / jaxsig_row["time"],
         retraces_on_new_values=retraces,
     )
-    return dict(rows=rows, w3=w3, goals=goals, n_params=B, sigmas=sigmas.tolist(), n_ref=n_ref,
-                reference="jaxsig Composite(order=32, panel_sigmas=1.5) (Gaussian); c = pi^2/(6 beta^2), "
-                          "slopes (1, 0), tv = TV(swish') by mpmath",
-                mpmath_spot_check=dict(max_err=max(spot) if spot else None, n=len(spot)))
+    return dict(
+        rows=rows,
+        w3=w3,
+        goals=goals,
+        n_params=B,
+        sigmas=sigmas.tolist(),
+        n_ref=n_ref,
+        reference="jaxsig Composite(order=32, panel_sigmas=1.5) (Gaussian); c = pi^2/(6 beta^2), "
+        "slopes (1, 0), tv = TV(swish') by mpmath",
+        mpmath_spot_check=dict(max_err=max(spot) if spot else None, n=len(spot)),
+    )
 
 
 def first_call_compile():
@@ -656,13 +768,17 @@ def fmt_e(e):
 
 
 def table(rows, base):
-    out = ["| method | time | compile | vs jaxsig | max err, Gaussian (5) | max err, tv c slopes (4) | notes |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| method | time | compile | vs jaxsig | max err, Gaussian (5) | max err, tv c slopes (4) | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         t = fmt_t(r["time"]) + (" (extrap.)" if r.get("extrapolated") else "")
         ratio = r["time"] / base
-        out.append(f"| {r['method']} | {t} | {fmt_t(r['compile'])} | {ratio:,.2f}x | {fmt_e(r['err_gauss'])} "
-                   f"| {fmt_e(r['err_line'])} | {r.get('note', '')} |")
+        out.append(
+            f"| {r['method']} | {t} | {fmt_t(r['compile'])} | {ratio:,.2f}x | {fmt_e(r['err_gauss'])} "
+            f"| {fmt_e(r['err_line'])} | {r.get('note', '')} |"
+        )
     return "\n".join(out)
 
 
@@ -687,69 +803,101 @@ def main(argv=None):
         args.float32 = False
 
     def log(row):
-        print("  ", {k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in row.items() if k != "timing"},
-              file=sys.stderr, flush=True)
+        print(
+            "  ",
+            {k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in row.items() if k != "timing"},
+            file=sys.stderr,
+            flush=True,
+        )
 
     info = machine()
     print(f"# jaxsig benchmarks ({'quick' if args.quick else 'full'})\n", flush=True)
-    print(f"{info['date']}; jax {info['jax']} on {info['platform']} ({', '.join(info['devices'])}); "
-          f"CPU: {info['cpu']} x {info['cpu_count']}; float64 (x64 enabled); "
-          f"load average at start {info['load_average']}\n", flush=True)
+    print(
+        f"{info['date']}; jax {info['jax']} on {info['platform']} ({', '.join(info['devices'])}); "
+        f"CPU: {info['cpu']} x {info['cpu_count']}; float64 (x64 enabled); "
+        f"load average at start {info['load_average']}\n",
+        flush=True,
+    )
     results = dict(machine=info, args=vars(args))
     t_start = time.perf_counter()
 
     if "first-call" not in args.skip:
         fc = first_call_compile()
         results["first_call"] = fc
-        print(f"First call in a fresh process: signature('gelu', 1.0) {fc['signature_first_call']:.2f} s "
-              f"(compile included), moments('tanh', 1.0) {fc['moments_first_call']:.2f} s, "
-              f"second signature call {fmt_t(fc['signature_second_call'])}.\n", flush=True)
+        print(
+            f"First call in a fresh process: signature('gelu', 1.0) {fc['signature_first_call']:.2f} s "
+            f"(compile included), moments('tanh', 1.0) {fc['moments_first_call']:.2f} s, "
+            f"second signature call {fmt_t(fc['signature_second_call'])}.\n",
+            flush=True,
+        )
 
     if "w1" not in args.skip:
         w1 = workload1(args, log)
         results["workload1"] = w1
         print(f"## Workload 1: 8 paper activations x {w1['n_sigmas']} sigma in [0.05, 20], nine components\n")
-        print(f"Errors against {w1['reference']} at {w1['reference_points']}; "
-              "metric |v - ref| / max(1, |ref|).\n")
+        print(f"Errors against {w1['reference']} at {w1['reference_points']}; metric |v - ref| / max(1, |ref|).\n")
         print(table(w1["rows"], w1["rows"][0]["time"]) + "\n", flush=True)
 
     if "w23" not in args.skip:
         w = workload2_and_3(args, log)
         results["workload2"] = w
         print(f"## Workload 2: {w['n_params']:,} Swish-beta x 8 sigma in [0.1, 10], nine components\n")
-        print(f"Errors on the first {w['n_ref']} betas against {w['reference']}; the reference agrees with "
-              f"mpmath to {fmt_e(w['mpmath_spot_check']['max_err'])} on {w['mpmath_spot_check']['n']} "
-              "(beta, sigma) spot checks.\n")
+        print(
+            f"Errors on the first {w['n_ref']} betas against {w['reference']}; the reference agrees with "
+            f"mpmath to {fmt_e(w['mpmath_spot_check']['max_err'])} on {w['mpmath_spot_check']['n']} "
+            "(beta, sigma) spot checks.\n"
+        )
         print(table(w["rows"], w["rows"][0]["time"]) + "\n")
         w3 = w["w3"]
         print(f"## Workload 3: gradient of a design loss w.r.t. {w['n_params']:,} betas\n")
-        print(f"jit(grad): {fmt_t(w3['time'])} (compile {fmt_t(w3['compile'])}); max error against central "
-              f"differences {fmt_e(w3['fd_max_err'])}.\n")
+        print(
+            f"jit(grad): {fmt_t(w3['time'])} (compile {fmt_t(w3['compile'])}); max error against central "
+            f"differences {fmt_e(w3['fd_max_err'])}.\n"
+        )
         g = w["goals"]
         fc = results.get("first_call", {})
         print("## Goals (ratios from this run)\n")
         print("| goal | target | measured | met |\n|---|---|---|---|")
         acc_ok = g["accuracy_jaxsig"] <= g["accuracy_scipy_default"]
-        print(f"| W2 speed-up vs scipy quad (default tol) | >= 1000x, equal or better accuracy | "
-              f"{g['speedup_vs_scipy_default']:,.0f}x; err {fmt_e(g['accuracy_jaxsig'])} vs "
-              f"{fmt_e(g['accuracy_scipy_default'])} | {'yes' if g['speedup_vs_scipy_default'] >= 1000 and acc_ok else 'no'} |")
-        print(f"| W2 speed-up vs scipy quad (tol 1e-13) | >= 1000x | {g['speedup_vs_scipy_tight']:,.0f}x; err "
-              f"{fmt_e(g['accuracy_scipy_tight'])} | {'yes' if g['speedup_vs_scipy_tight'] >= 1000 else 'no'} |")
-        print(f"| W2 time / bare cost | <= 3x | {g['ratio_to_bare']:.1f}x | {'yes' if g['ratio_to_bare'] <= 3 else 'no'} |")
-        print(f"| W3 time / W2 time | <= 3x | {g['grad_over_forward']:.2f}x | {'yes' if g['grad_over_forward'] <= 3 else 'no'} |")
+        print(
+            f"| W2 speed-up vs scipy quad (default tol) | >= 1000x, equal or better accuracy | "
+            f"{g['speedup_vs_scipy_default']:,.0f}x; err {fmt_e(g['accuracy_jaxsig'])} vs "
+            f"{fmt_e(g['accuracy_scipy_default'])} | "
+            f"{'yes' if g['speedup_vs_scipy_default'] >= 1000 and acc_ok else 'no'} |"
+        )
+        print(
+            f"| W2 speed-up vs scipy quad (tol 1e-13) | >= 1000x | {g['speedup_vs_scipy_tight']:,.0f}x; err "
+            f"{fmt_e(g['accuracy_scipy_tight'])} | {'yes' if g['speedup_vs_scipy_tight'] >= 1000 else 'no'} |"
+        )
+        print(
+            f"| W2 time / bare cost | <= 3x | {g['ratio_to_bare']:.1f}x | "
+            f"{'yes' if g['ratio_to_bare'] <= 3 else 'no'} |"
+        )
+        print(
+            f"| W3 time / W2 time | <= 3x | {g['grad_over_forward']:.2f}x | "
+            f"{'yes' if g['grad_over_forward'] <= 3 else 'no'} |"
+        )
         if fc:
-            print(f"| first call signature('gelu', 1.0), compile included | < 2 s | "
-                  f"{fc['signature_first_call']:.2f} s | {'yes' if fc['signature_first_call'] < 2 else 'no'} |")
-        print(f"| W2 program compile (trace + XLA) | < 2 s | {fmt_t(w['rows'][0]['compile'])} | "
-              f"{'yes' if w['rows'][0]['compile'] < 2 else 'no'} |")
-        print(f"| retraces when sigma / mu / params values change | 0 | {g['retraces_on_new_values']} | "
-              f"{'yes' if g['retraces_on_new_values'] == 0 else 'no'} |\n")
+            print(
+                f"| first call signature('gelu', 1.0), compile included | < 2 s | "
+                f"{fc['signature_first_call']:.2f} s | {'yes' if fc['signature_first_call'] < 2 else 'no'} |"
+            )
+        print(
+            f"| W2 program compile (trace + XLA) | < 2 s | {fmt_t(w['rows'][0]['compile'])} | "
+            f"{'yes' if w['rows'][0]['compile'] < 2 else 'no'} |"
+        )
+        print(
+            f"| retraces when sigma / mu / params values change | 0 | {g['retraces_on_new_values']} | "
+            f"{'yes' if g['retraces_on_new_values'] == 0 else 'no'} |\n"
+        )
 
     results["machine"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results["total_seconds"] = time.perf_counter() - t_start
     pathlib.Path(args.out).write_text(json.dumps(results, indent=1, default=float))
-    print(f"Total {results['total_seconds']:.0f} s; load average at end {results['machine']['load_average_end']}; "
-          f"raw results in {args.out}")
+    print(
+        f"Total {results['total_seconds']:.0f} s; load average at end {results['machine']['load_average_end']}; "
+        f"raw results in {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -67,13 +67,22 @@ def plot(result: jaxsig.DesignResult, path: Path) -> Path:
     ax1.set(xlabel="x", ylabel="phi'(x)", title="derivative")
 
     def card(s):
-        return (f"g2 = {float(s.g2):.4f}\ntv = {float(s.tv):.4f}\nc = {float(s.c):.4f}\n"
-                f"m2 = {float(s.m2):.10f}")
+        return f"g2 = {float(s.g2):.4f}\ntv = {float(s.tv):.4f}\nc = {float(s.c):.4f}\nm2 = {float(s.m2):.10f}"
 
-    ax1.text(0.03, 0.97, "designed\n" + card(s_design), transform=ax1.transAxes, va="top", family="monospace",
-             fontsize=8.5)
-    ax1.text(0.97, 0.03, "GELU\n" + card(s_gelu), transform=ax1.transAxes, va="bottom", ha="right",
-             family="monospace", fontsize=8.5, color="0.35")
+    ax1.text(
+        0.03, 0.97, "designed\n" + card(s_design), transform=ax1.transAxes, va="top", family="monospace", fontsize=8.5
+    )
+    ax1.text(
+        0.97,
+        0.03,
+        "GELU\n" + card(s_gelu),
+        transform=ax1.transAxes,
+        va="bottom",
+        ha="right",
+        family="monospace",
+        fontsize=8.5,
+        color="0.35",
+    )
     fig.suptitle("jaxsig.design: " + ",  ".join(TARGETS) + f"   (sigma = {result.sigma:g})")
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -82,15 +91,20 @@ def plot(result: jaxsig.DesignResult, path: Path) -> Path:
 
 def confirmed(s) -> bool:
     """The four targets, judged on an independently computed signature ``s``."""
-    return (float(s.g2) <= 0.8 and float(s.tv) < 5 and math.isfinite(float(s.c))
-            and abs(float(s.m2) - 1.0) <= 1e-8)
+    return float(s.g2) <= 0.8 and float(s.tv) < 5 and math.isfinite(float(s.c)) and abs(float(s.m2) - 1.0) <= 1e-8
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     names = jaxsig.families.names()
-    parser.add_argument("--families", nargs="+", default=names, choices=names, metavar="NAME",
-                        help=f"families to design (default: all of {', '.join(names)})")
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        default=names,
+        choices=names,
+        metavar="NAME",
+        help=f"families to design (default: all of {', '.join(names)})",
+    )
     parser.add_argument("--featured", default="rational", choices=names, help="family saved and plotted")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--restarts", type=int, default=1, help="1: the family's default start only")
@@ -108,8 +122,10 @@ def main(argv=None) -> int:
         print(text, flush=True)
         lines.append(text)
 
-    say(f"jaxsig {jaxsig.__version__}, float64: designing for {TARGETS} at sigma = 1, "
-        f"{args.steps} adam steps, {args.restarts} start(s) per family (seed {args.seed}).")
+    say(
+        f"jaxsig {jaxsig.__version__}, float64: designing for {TARGETS} at sigma = 1, "
+        f"{args.steps} adam steps, {args.restarts} start(s) per family (seed {args.seed})."
+    )
     say("Columns g2 ... |m2 - 1| are recomputed with the independent rule Composite(order=24).")
     say()
     say("| family | feasible | g2 | tv | c | abs(m2 - 1) | confirmed | steps | time (s) |")
@@ -123,9 +139,11 @@ def main(argv=None) -> int:
         ok = res.feasible and confirmed(high)
         ok_all &= ok
         results[name] = res
-        say(f"| {name} | {'yes' if res.feasible else 'NO'} | {float(high.g2):.6f} | {float(high.tv):.6f} | "
+        say(
+            f"| {name} | {'yes' if res.feasible else 'NO'} | {float(high.g2):.6f} | {float(high.tv):.6f} | "
             f"{float(high.c):.6f} | {abs(float(high.m2) - 1.0):.1e} | {'yes' if ok else 'NO'} | "
-            f"{res.steps} | {elapsed:.1f} |")
+            f"{res.steps} | {elapsed:.1f} |"
+        )
     say()
     say("(time: wall clock of jaxsig.design, compilation included.)")
 

@@ -112,10 +112,12 @@ class MLP(nnx.Module):
     def __init__(self, act: jflax.NNXActivation, d_in, d_out, inits, *, rngs):
         (k0, b0), (k, b) = inits
         sizes = [d_in] + [WIDTH] * DEPTH
-        self.layers = nnx.List([
-            nnx.Linear(m, n, kernel_init=k0 if i == 0 else k, bias_init=b0 if i == 0 else b, rngs=rngs)
-            for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:]))
-        ])
+        self.layers = nnx.List(
+            [
+                nnx.Linear(m, n, kernel_init=k0 if i == 0 else k, bias_init=b0 if i == 0 else b, rngs=rngs)
+                for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:]))
+            ]
+        )
         self.readout = nnx.Linear(WIDTH, d_out, rngs=rngs)
         self.act = act
 
@@ -194,8 +196,9 @@ def train(model, data, *, tx, epochs, batch, seed, lam=0.0):
     losses = []
     for _ in range(epochs):
         key, sub = jax.random.split(key)
-        params, opt_state, loss = _epoch(params, opt_state, rest, sub, x_tr, y_tr,
-                                         graphdef=graphdef, tx=tx, batch=batch, lam=lam)
+        params, opt_state, loss = _epoch(
+            params, opt_state, rest, sub, x_tr, y_tr, graphdef=graphdef, tx=tx, batch=batch, lam=lam
+        )
         losses.append(float(loss))
     model = nnx.merge(graphdef, params, rest)
     accuracy = float(jnp.mean(jnp.argmax(model(x_te), -1) == y_te))
@@ -235,13 +238,22 @@ def run(name, phi, scheme, data, *, tx, epochs, batch, seeds, learnable=False, l
     measured = np.array(measured)  # (seeds, layers, inputs)
     ratio = (measured / predicted).mean(axis=0)  # (layers, inputs), averaged over networks
     out = {
-        "activation": name, "init": scheme, "learnable": learnable, "lam": lam,
-        "sigma_w2": sw2, "sigma_b2": sb2,
-        "q_star": float(fp.q_star), "chi1": float(fp.chi1), "slope": float(fp.slope),
+        "activation": name,
+        "init": scheme,
+        "learnable": learnable,
+        "lam": lam,
+        "sigma_w2": sw2,
+        "sigma_b2": sb2,
+        "q_star": float(fp.q_star),
+        "chi1": float(fp.chi1),
+        "slope": float(fp.slope),
         "phase": dynamics.PHASES[int(fp.phase)],
-        "measured": measured.mean(axis=(0, 2)).tolist(), "predicted": predicted.mean(1).tolist(),
-        "ratio_mean": ratio.mean(1).tolist(), "spread": spread.mean(1).tolist(),
-        "test_accuracy": accs, "final_train_loss": losses,
+        "measured": measured.mean(axis=(0, 2)).tolist(),
+        "predicted": predicted.mean(1).tolist(),
+        "ratio_mean": ratio.mean(1).tolist(),
+        "spread": spread.mean(1).tolist(),
+        "test_accuracy": accs,
+        "final_train_loss": losses,
         "seconds": time.perf_counter() - t0,
     }
     if learnable:
@@ -300,8 +312,14 @@ def figure(results, path):
 
     results = [r for r in results if not r["learnable"]]
     names = list(dict.fromkeys(r["activation"] for r in results))
-    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 6.4), sharex=True,
-                             gridspec_kw={"height_ratios": [3, 2]}, squeeze=False)
+    fig, axes = plt.subplots(
+        2,
+        len(names),
+        figsize=(4.2 * len(names), 6.4),
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, 2]},
+        squeeze=False,
+    )
     layers = np.arange(1, DEPTH + 1)
     for col, name in enumerate(names):
         top, bottom = axes[0, col], axes[1, col]
@@ -327,9 +345,12 @@ def figure(results, path):
     axes[1, 0].set_ylabel("measured / predicted")
     axes[0, 0].legend(fontsize=7, loc="lower left")
     axes[1, 0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"Depth {DEPTH}, width {WIDTH} MLPs on digits at initialisation: pre-activation second moment "
-                 "q_l, measured vs the variance map\n(ratio averaged over networks and test inputs; "
-                 "band: +-1 sd of one measurement, delta method)", fontsize=9)
+    fig.suptitle(
+        f"Depth {DEPTH}, width {WIDTH} MLPs on digits at initialisation: pre-activation second moment "
+        "q_l, measured vs the variance map\n(ratio averaged over networks and test inputs; "
+        "band: +-1 sd of one measurement, delta method)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=130)
 
@@ -341,8 +362,11 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=3, help="networks per configuration (seeds 0, 1, ...)")
     ap.add_argument("--lam", type=float, default=100.0, help="regulariser weight of the learnable run")
-    ap.add_argument("--design", default=str(HERE / "designed_result.json"),
-                    help="design result JSON (created with jaxsig.design if missing)")
+    ap.add_argument(
+        "--design",
+        default=str(HERE / "designed_result.json"),
+        help="design result JSON (created with jaxsig.design if missing)",
+    )
     ap.add_argument("--out", default=str(HERE / "flax_digits"), help="output path without suffix")
     ap.add_argument("--replot", action="store_true", help="only redraw the figure and tables from OUT.json")
     args = ap.parse_args(argv)
@@ -355,23 +379,37 @@ def main(argv=None):
     data = load_data(0)
     designed = designed_activation(args.design)
     settings = dict(tx=optax.adam(args.lr), epochs=args.epochs, batch=args.batch, seeds=range(args.seeds))
-    plan = [(name, phi, scheme, False, 0.0)
-            for name, phi in (("tanh", "tanh"), ("gelu", "gelu"), ("designed", designed))
-            for scheme in ("jaxsig", "naive")]
+    plan = [
+        (name, phi, scheme, False, 0.0)
+        for name, phi in (("tanh", "tanh"), ("gelu", "gelu"), ("designed", designed))
+        for scheme in ("jaxsig", "naive")
+    ]
     plan += [("designed", designed, "jaxsig", True, 0.0), ("designed", designed, "jaxsig", True, args.lam)]
     results = []
     for name, phi, scheme, learnable, lam in plan:
         r = run(name, phi, scheme, data, learnable=learnable, lam=lam, **settings)
         tag = f" learnable, lam={lam:g}" if learnable else ""
-        print(f"{name:9s} {scheme:7s}{tag}: test accuracy {_acc(r['test_accuracy'])} ({r['seconds']:.0f} s)",
-              flush=True)
+        print(
+            f"{name:9s} {scheme:7s}{tag}: test accuracy {_acc(r['test_accuracy'])} ({r['seconds']:.0f} s)", flush=True
+        )
         results.append(r)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 
-    saved = {"depth": DEPTH, "width": WIDTH, "q_star": Q_STAR, "epochs": args.epochs, "lr": args.lr,
-             "batch": args.batch, "seeds": args.seeds, "design": pathlib.Path(args.design).name,
-             "design_targets": DESIGN_TARGETS, "regulariser_targets": REG_TARGETS,
-             "runtime_wall_seconds": wall, "runtime_cpu_seconds": cpu, "runs": results}
+    saved = {
+        "depth": DEPTH,
+        "width": WIDTH,
+        "q_star": Q_STAR,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch": args.batch,
+        "seeds": args.seeds,
+        "design": pathlib.Path(args.design).name,
+        "design_targets": DESIGN_TARGETS,
+        "regulariser_targets": REG_TARGETS,
+        "runtime_wall_seconds": wall,
+        "runtime_cpu_seconds": cpu,
+        "runs": results,
+    }
     out.with_suffix(".json").write_text(json.dumps(saved, indent=1) + "\n")
     report(saved, out)
 

@@ -88,8 +88,8 @@ def finite_width_model(name, sw2, sb2, width, depth):
     curv = np.asarray(jax.vmap(jax.grad(lambda t: D.variance_map_slope(name, t, sw2)))(jnp.asarray(q[:-1])))
     var_xi = sw2**2 * (m4 - np.asarray(mom.m2) ** 2) / width
     bias, var = 0.0, 0.0
-    for l in range(depth):
-        bias, var = slope[l] * bias + 0.5 * curv[l] * var, slope[l] ** 2 * var + var_xi[l]
+    for k in range(depth):
+        bias, var = slope[k] * bias + 0.5 * curv[k] * var, slope[k] ** 2 * var + var_xi[k]
     q_corr = q[-1] + bias
     q_sd = math.sqrt(var + 2 * q_corr**2 / width)  # one network
     chi = sw2 * np.asarray(mom.g2) ** 2
@@ -101,7 +101,9 @@ def run(width, depth, seeds, burn_in, key, dtype):
     rows = []
     for i, (name, sw2, sb2) in enumerate(settings()):
         t0 = time.perf_counter()
-        sim = D.simulate_mlp(name, sw2, sb2, width=width, depth=depth, key=jax.random.fold_in(key, i), batch=seeds, dtype=dtype)
+        sim = D.simulate_mlp(
+            name, sw2, sb2, width=width, depth=depth, key=jax.random.fold_in(key, i), batch=seeds, dtype=dtype
+        )
         q_sim = np.asarray(sim.q, np.float64)
         gain = np.asarray(sim.gain, np.float64)
         t_sim = time.perf_counter() - t0
@@ -217,9 +219,17 @@ def main(argv=None):
         p.error("--burn-in must be in [0, depth)")
     jax.config.update("jax_enable_x64", True)  # an application: predictions in float64
     t0 = time.perf_counter()
-    rows = run(args.width, args.depth, args.seeds, args.burn_in, jax.random.PRNGKey(args.seed), jnp.dtype(args.dtype))
-    saved = dict(width=args.width, depth=args.depth, seeds=args.seeds, burn_in=args.burn_in, dtype=args.dtype,
-                 seconds=time.perf_counter() - t0, device=jax.devices()[0].platform, rows=rows)
+    rows = run(args.width, args.depth, args.seeds, args.burn_in, jax.random.key(args.seed), jnp.dtype(args.dtype))
+    saved = dict(
+        width=args.width,
+        depth=args.depth,
+        seeds=args.seeds,
+        burn_in=args.burn_in,
+        dtype=args.dtype,
+        seconds=time.perf_counter() - t0,
+        device=jax.devices()[0].platform,
+        rows=rows,
+    )
     out.with_suffix(".json").write_text(json.dumps(saved, indent=1) + "\n")
     report(saved, out)
 

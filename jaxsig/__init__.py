@@ -27,6 +27,7 @@ from jaxsig import (
     taxonomy,
 )
 from jaxsig import signature as _signature_module  # noqa: F401
+from jaxsig._version import __version__
 from jaxsig.core.activations import Activation
 from jaxsig.core.batch import moments_batch, signature_batch
 from jaxsig.core.signature import (
@@ -36,15 +37,17 @@ from jaxsig.core.signature import (
     Auxiliary,
     Moments,
     Signature,
+    SignatureStatus,
     moments,
     signature,
+    signature_with_aux,
 )
 from jaxsig.designing.families import Family
 from jaxsig.designing.search import DesignResult, design
 from jaxsig.designing.targets import Targets, parse_targets
+from jaxsig.theory.deep_kernels import MLPKernels, mlp_kernels, mlp_kernels_by_depth
+from jaxsig.theory.hermite import HermiteCoefficients, hermite_coefficients
 from jaxsig.theory.taxonomy import Classification, ReportCard, classify, report_card
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",
@@ -64,7 +67,9 @@ __all__ = [
     "Signature",
     "Auxiliary",
     "Moments",
+    "SignatureStatus",
     "signature",
+    "signature_with_aux",
     "moments",
     "signature_batch",
     "moments_batch",
@@ -76,6 +81,12 @@ __all__ = [
     "ReportCard",
     "classify",
     "report_card",
+    # kernels and expansions
+    "HermiteCoefficients",
+    "hermite_coefficients",
+    "MLPKernels",
+    "mlp_kernels",
+    "mlp_kernels_by_depth",
     # design
     "Family",
     "Targets",

@@ -12,7 +12,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import problems  # noqa: E402
+import problems
 
 SIGMAS = (0.05, 0.2, 1.0, 3.0, 20.0)
 MUS = (-2.0, -0.6, 0.0, 1.3, 2.0)

@@ -61,9 +61,7 @@ def _tanh_exp(x):
 A_LEAKY = mp.mpf("0.01")
 
 PAPER_REFS = {
-    "relu": Reference(
-        lambda x: max(x, 0), lambda x: mp.mpf(x > 0), lambda x: mp.mpf(0), (0,), (1, 0), (0, 0)
-    ),
+    "relu": Reference(lambda x: max(x, 0), lambda x: mp.mpf(x > 0), lambda x: mp.mpf(0), (0,), (1, 0), (0, 0)),
     "leaky_relu": Reference(
         lambda x: x if x > 0 else A_LEAKY * x,
         lambda x: mp.mpf(1) if x > 0 else A_LEAKY,
@@ -72,9 +70,7 @@ PAPER_REFS = {
         (1, A_LEAKY),
         (0, 0),
     ),
-    "tanh": Reference(
-        mp.tanh, _sech2, lambda x: -2 * mp.tanh(x) * _sech2(x), (), (0, 0), (1, -1)
-    ),
+    "tanh": Reference(mp.tanh, _sech2, lambda x: -2 * mp.tanh(x) * _sech2(x), (), (0, 0), (1, -1)),
     "sigmoid": Reference(
         _sig,
         lambda x: _sig(x) * (1 - _sig(x)),
@@ -133,7 +129,9 @@ def gaussian_reference(name: str, sigma: float, mu: float) -> dict:
         s, m = mp.mpf(sigma), mp.mpf(mu)
 
         def E(g):
-            dens = lambda x: mp.exp(-((x - m) ** 2) / (2 * s * s)) / (s * mp.sqrt(2 * mp.pi))  # noqa: E731
+            def dens(x):
+                return mp.exp(-((x - m) ** 2) / (2 * s * s)) / (s * mp.sqrt(2 * mp.pi))
+
             return mp.quad(lambda x: g(x) * dens(x), _breaks(s, m, ref.kinks))
 
         m1 = E(ref.f)
@@ -143,7 +141,11 @@ def gaussian_reference(name: str, sigma: float, mu: float) -> dict:
         d4 = E(lambda x: ref.df(x) ** 4)
         eta = m2 - m1**2 - s**2 * g1**2
         return dict(
-            m1=float(m1), g1=float(g1), g2=float(mp.sqrt(d2)), m2=float(m2), eta=float(eta),
+            m1=float(m1),
+            g1=float(g1),
+            g2=float(mp.sqrt(d2)),
+            m2=float(m2),
+            eta=float(eta),
             g4=float(d4 ** mp.mpf(0.25)),
         )
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import jaxsig
-from jaxsig.batch import moments_batch, signature_batch
+from jaxsig.batch import moments_batch
 
 EPS = float(np.finfo(np.float64).eps)
 BETAS = np.array([0.5, 0.8, 1.0, 1.7, 2.9])
@@ -100,7 +100,9 @@ def test_callable_with_pytree_params_and_float32():
 def test_python_lists_and_broadcasting():
     m = moments_batch("swish_beta", {"beta": BETAS}, [[0.5], [1.0]], mu=[0.0, 0.2, -0.4])
     assert m.m2.shape == (BETAS.size, 2, 3)
-    one = jaxsig.moments("swish_beta", np.array([[0.5], [1.0]]), params={"beta": BETAS[1]}, mu=np.array([0.0, 0.2, -0.4]))
+    one = jaxsig.moments(
+        "swish_beta", np.array([[0.5], [1.0]]), params={"beta": BETAS[1]}, mu=np.array([0.0, 0.2, -0.4])
+    )
     assert _max_rel(m.m2[1], one.m2) <= ULPS
 
 
@@ -144,8 +146,9 @@ def _exp_family(x, p):
 
 
 def test_non_finite_rows_raise_or_are_flagged():
-    # exp(p x) overflows on the grid (|x| <= 512) once |p| > ~1.4.
-    params = np.array([0.5, 3.0, 0.2])
+    # exp(p x) overflows where the Gaussian weight is still positive (|x| < 38 at
+    # sigma = 1, where the density underflows to 0) once p > 709 / 38 / 4 (phi'^4).
+    params = np.array([0.5, 30.0, 0.2])
     with pytest.raises(ValueError, match="first at row 1"):
         moments_batch(_exp_family, params, 1.0)
     m = moments_batch(_exp_family, params, 1.0, check_finite=False)
@@ -153,6 +156,8 @@ def test_non_finite_rows_raise_or_are_flagged():
     assert np.isnan(np.asarray(m.m1)[1])
     # Lognormal mean for the finite rows: E[exp(p Z)] = exp(p^2 / 2).
     np.testing.assert_allclose(np.asarray(m.m1)[[0, 2]], np.exp(params[[0, 2]] ** 2 / 2), rtol=1e-13)
+    # Overflow only where the density is exactly 0 does not count: E[exp(3 Z)] = e^4.5.
+    np.testing.assert_allclose(np.asarray(moments_batch(_exp_family, np.array([3.0]), 1.0).m1), np.exp(4.5), rtol=1e-12)
 
 
 _MULTI_DEVICE = textwrap.dedent(
@@ -166,7 +171,7 @@ _MULTI_DEVICE = textwrap.dedent(
     betas = np.array([0.5, 0.8, 1.0, 1.3, 1.7, 2.2, 2.9, 3.5, 4.0, 5.0])  # 10 rows: padded to 12
     sigmas, mu = np.array([0.3, 1.0, 2.5]), 0.3
 
-    one = lambda b: jaxsig.signature("swish_beta", sigmas, params={"beta": b}, mu=mu, with_aux=True)
+    one = lambda b: jaxsig.signature_with_aux("swish_beta", sigmas, params={"beta": b}, mu=mu)
     on_one = jax.device_put(jnp.asarray(betas), jax.devices()[0])
     ref_sig, ref_aux = jax.jit(jax.vmap(one))(on_one)
     sig, aux = signature_batch("swish_beta", {"beta": betas}, sigmas, mu=mu, chunk_size=2, with_aux=True)
@@ -213,15 +218,17 @@ def test_sharded_over_four_host_devices_matches_one_device():
         JAX_ENABLE_X64="1",
         JAX_PLATFORMS="cpu",
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", _MULTI_DEVICE], env=env, capture_output=True, text=True, timeout=600
-    )
+    proc = subprocess.run([sys.executable, "-c", _MULTI_DEVICE], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["shape"] == [10, 3]
     assert out["finite"]
     for name in jaxsig.FIELDS:
-        assert out[name] <= 4 * EPS, (name, out[name])
+        # One vmap over 10 rows against chunks of 2 rows per device: XLA blocks the
+        # batched products of the Gaussian sums (two half-line products, so that odd
+        # integrands cancel exactly) differently. Measured up to 10 ulps; equal chunk
+        # shapes stay bitwise equal (moments_bitwise below).
+        assert out[name] <= 16 * EPS, (name, out[name])
     assert out["moments_bitwise"]
     assert out["traced"] <= 4 * EPS and out["traced_devices"] == 4
     # Independent of jaxsig: x sigmoid(beta x) = swish(beta x) / beta, so with

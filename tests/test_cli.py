@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import jaxsig
-from jaxsig.app import cli
+from jaxsig.app import _common, cli
 
 SQRT2PI = math.sqrt(2 * math.pi)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -123,7 +123,8 @@ def test_precision_setting_is_restored(capsys):
 
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
-    (tmp_path / "my_acts_cli.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_acts_cli.py").write_text(
+        textwrap.dedent("""
         import jax.numpy as jnp
         import jaxsig
 
@@ -139,15 +140,14 @@ def user_module(tmp_path, monkeypatch):
         # The same function as an Activation with default parameters.
         tanh3 = jaxsig.Activation("tanh3", scaled_tanh, {"a": 3.0}, (), "3 tanh(x)")
         not_a_function = 3
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     return "my_acts_cli"
 
 
 def test_user_function_with_params(capsys, user_module):
-    code, out, err = run(
-        capsys, "table", "-a", f"tanh,{user_module}:scaled_tanh", "--param", "a=2", "--format", "json"
-    )
+    code, out, err = run(capsys, "table", "-a", f"tanh,{user_module}:scaled_tanh", "--param", "a=2", "--format", "json")
     assert code == 0, err
     tanh, scaled = json.loads(out)
     assert scaled["activation"] == "scaled_tanh"
@@ -199,7 +199,9 @@ def test_usage_errors(capsys, tmp_path):
     assert_usage_error(capsys, match="required")
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    assert_usage_error(capsys, "report", "-a", "relu", "--out", str(blocker / "sub"), match="cannot write to output folder")
+    assert_usage_error(
+        capsys, "report", "-a", "relu", "--out", str(blocker / "sub"), match="cannot write to output folder"
+    )
     assert not (blocker.parent / "sub").exists()
 
 
@@ -223,7 +225,7 @@ def test_version_and_help(capsys):
 
 def test_default_activations_resolve():
     args = cli._build_parser().parse_args(["report"])
-    names = [a.name for a in cli._activations_from_args(args)]
+    names = [a.name for a in _common.activations_from_args(args)]
     assert names[:8] == list(jaxsig.activations.PAPER)
     assert set(names) >= {"elu", "selu", "softplus", "gelu_tanh", "erf", "x^2"}
     assert args.sigma_num == 64 and (args.sigma_min, args.sigma_max) == (0.05, 20.0)
@@ -232,7 +234,7 @@ def test_default_activations_resolve():
 
 def test_param_reaches_the_right_activation():
     args = cli._build_parser().parse_args(["table", "-a", "leaky_relu,relu", "-a", "elu", "--param", "alpha=0.5"])
-    acts = {a.name: a for a in cli._activations_from_args(args)}
+    acts = {a.name: a for a in _common.activations_from_args(args)}
     assert acts["elu"].params == {"alpha": 0.5}
     assert acts["leaky_relu"].params == {"negative_slope": 0.01} and acts["relu"].params is None
 
@@ -250,10 +252,13 @@ def test_report_end_to_end(capsys, tmp_path):
     # The printed tables.
     assert "Integral signature at sigma = 1, mu = 0" in out
     assert "Growth class and shape" in out and "Design-principle report card" in out
+
     def section(title, end=None):
         text = out.split(title)[1]
         text = text.split(end)[0] if end else text
-        return {ln.split()[0]: ln.split() for ln in text.splitlines() if ln.split()[:1] in (["relu"], ["tanh"], ["x^2"])}
+        return {
+            ln.split()[0]: ln.split() for ln in text.splitlines() if ln.split()[:1] in (["relu"], ["tanh"], ["x^2"])
+        }
 
     classes = {k: v[1] for k, v in section("Growth class and shape", "Design").items()}
     assert classes == {"relu": "A1", "tanh": "A0", "x^2": "A>1"}
@@ -294,16 +299,35 @@ def test_report_end_to_end(capsys, tmp_path):
     assert float(tanh_at_1["g1"]) == pytest.approx(1 - float(tanh_at_1["m2"]), rel=1e-12)  # SPEC
 
     md = (out_dir / "report.md").read_text()
-    for token in ("![components](components.png)", "![g2 against tv](g2_vs_tv.png)", "![shapes](shapes.png)",
-                  "| activation | m1 |", "### relu", "| x^2 | A>1 |", "sW^2 = 2 keeps q = 1 fixed"):
+    for token in (
+        "![components](components.png)",
+        "![g2 against tv](g2_vs_tv.png)",
+        "![shapes](shapes.png)",
+        "| activation | m1 |",
+        "### relu",
+        "| x^2 | A>1 |",
+        "sW^2 = 2 keeps q = 1 fixed",
+    ):
         assert token in md, token
 
 
 def test_report_quiet_no_figures_user_function(capsys, tmp_path, user_module):
     out_dir = tmp_path / "rep2"
     code, out, err = run(
-        capsys, "report", "-a", f"{user_module}:scaled_tanh", "--param", "a=0.5", "--sigma-num", "7",
-        "--out", str(out_dir), "--quiet", "--no-figures", "--tv-max", "0.5",
+        capsys,
+        "report",
+        "-a",
+        f"{user_module}:scaled_tanh",
+        "--param",
+        "a=0.5",
+        "--sigma-num",
+        "7",
+        "--out",
+        str(out_dir),
+        "--quiet",
+        "--no-figures",
+        "--tv-max",
+        "0.5",
     )
     assert code == 0, err
     assert out == "" and err == ""
@@ -322,8 +346,7 @@ def test_report_quiet_no_figures_user_function(capsys, tmp_path, user_module):
 
 def _subprocess(*argv):
     env = {**os.environ, "JAXSIG_CACHE_DIR": "none"}
-    return subprocess.run([sys.executable, "-m", "jaxsig", *argv], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "jaxsig", *argv], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_python_m_jaxsig_version():
@@ -338,3 +361,48 @@ def test_python_m_jaxsig_error_has_no_traceback():
     assert proc.stdout == ""
     assert proc.stderr.startswith("jaxsig: error: unknown activation 'nosuch'")
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_interrupted_report_leaves_nothing_half_written(capsys, tmp_path, monkeypatch, existing):
+    # Ctrl-C after the first activation's signature, before any file is complete.
+    out_dir = tmp_path / "r"
+    if existing:
+        out_dir.mkdir()
+        (out_dir / "report.md").write_text("previous run\n")
+    from jaxsig.theory import taxonomy
+
+    calls = {"n": 0}
+    real = taxonomy.classify
+
+    def interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(taxonomy, "classify", interrupt)
+    code, _, err = run(
+        capsys, "report", "-a", "relu,tanh", "--out", str(out_dir), "--no-figures", "--quiet", "--sigma-num", "4"
+    )
+    assert code == 130 and "interrupted" in err
+    if existing:
+        assert [p.name for p in out_dir.iterdir()] == ["report.md"]
+        assert (out_dir / "report.md").read_text() == "previous run\n"
+    else:
+        assert not out_dir.exists()
+    assert [p.name for p in tmp_path.iterdir()] == (["r"] if existing else [])  # no staging folder left
+
+
+def test_report_replaces_files_of_an_existing_folder(capsys, tmp_path):
+    out_dir = tmp_path / "r"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("mine\n")
+    (out_dir / "report.md").write_text("old\n")
+    code, _, err = run(
+        capsys, "report", "-a", "relu", "--out", str(out_dir), "--no-figures", "--quiet", "--sigma-num", "4"
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["notes.txt", "report.md", "signature.csv", "signature.json"]
+    assert (out_dir / "notes.txt").read_text() == "mine\n"
+    assert (out_dir / "report.md").read_text().startswith("# Integral signatures")

@@ -16,10 +16,10 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 from scipy import integrate
 
 import jaxsig
@@ -37,7 +37,10 @@ HIGH = jaxsig.quadrature.Composite(order=24)
 
 def gauss_quad(f, sigma, kinks=()):
     """``E[f(sigma Z)]`` by SciPy's adaptive Gauss–Kronrod quadrature, split at kinks."""
-    dens = lambda x: math.exp(-0.5 * (x / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))  # noqa: E731
+
+    def dens(x):
+        return math.exp(-0.5 * (x / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+
     pts = sorted({-12 * sigma, *[k for k in kinks if abs(k) < 12 * sigma], 0.0, 12 * sigma})
     return sum(
         integrate.quad(lambda x: f(x) * dens(x), a, b, epsabs=1e-15, epsrel=1e-13, limit=200)[0]
@@ -151,7 +154,10 @@ def test_non_finite_numbers_are_strings_and_configs_survive(fast_design, tmp_pat
     # A hand-made result: a configured family and an infinite value must survive JSON.
     fam = families.get("pwl", knots=[-1.0, 0.0, 1.0])
     made = dataclasses.replace(
-        fast_design, family=fam, params=fam.params, values=np.array([0.5, np.inf]),
+        fast_design,
+        family=fam,
+        params=fam.params,
+        values=np.array([0.5, np.inf]),
         margins=np.array([0.3, -np.inf]),
     )
     doc = made.to_dict()
@@ -232,16 +238,20 @@ def test_tv_and_c_gradients_match_finite_differences():
     exact for a pure x^-2 remainder but not for this one's x^-4 correction (c itself
     is accurate to ~3e-5 there, see test_families)."""
     fam = families.get("rational")
-    p = jax.tree_util.tree_map(lambda v: v[0], fam.random_init(jax.random.PRNGKey(5), 1))
+    p = jax.tree_util.tree_map(lambda v: v[0], fam.random_init(jax.random.key(5), 1))
     flat, unravel = ravel_pytree(p)
-    tv_c = lambda x: (lambda s: jnp.stack([s.tv, s.c]))(jaxsig.signature(fam, 1.0, params=unravel(x)))  # noqa: E731
+
+    def tv_c(x):
+        return (lambda s: jnp.stack([s.tv, s.c]))(jaxsig.signature(fam, 1.0, params=unravel(x)))
+
     # One scalar gradient per component, as the search takes them (value_and_grad of a
     # scalar Lagrangian). Not jax.jacrev: see the note in the module docstring.
-    grads = np.asarray(jax.jit(lambda x: jnp.stack([jax.grad(lambda y: tv_c(y)[k])(x) for k in (0, 1)]))(flat))
+    grads = np.asarray(jax.jit(lambda x: jnp.stack([jax.grad(lambda y, k=k: tv_c(y)[k])(x) for k in (0, 1)]))(flat))
     both = jax.jit(tv_c)
     h = 1e-5
-    fd = np.stack([(np.asarray(both(flat + h * e)) - np.asarray(both(flat - h * e))) / (2 * h)
-                   for e in np.eye(flat.size)], axis=1)
+    fd = np.stack(
+        [(np.asarray(both(flat + h * e)) - np.asarray(both(flat - h * e))) / (2 * h) for e in np.eye(flat.size)], axis=1
+    )
     np.testing.assert_allclose(grads[0], fd[0], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(grads[1], fd[1], rtol=1e-3, atol=1e-6)
 
@@ -288,8 +298,25 @@ def test_cli_design_writes_a_loadable_result(tmp_path, capsys, fast_design):
     from jaxsig import cli
 
     out = tmp_path / "sub" / "result.json"
-    argv = ["design", "--family", FAMILY, "--target", "g2<=0.8", "--target", "m2==1", "--steps", "120",
-            "--rounds", "6", "--restarts", "4", "--out", str(out), "--cache-dir", "none"]
+    argv = [
+        "design",
+        "--family",
+        FAMILY,
+        "--target",
+        "g2<=0.8",
+        "--target",
+        "m2==1",
+        "--steps",
+        "120",
+        "--rounds",
+        "6",
+        "--restarts",
+        "4",
+        "--out",
+        str(out),
+        "--cache-dir",
+        "none",
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "DesignResult: feasible" in printed and f"Wrote {out}" in printed

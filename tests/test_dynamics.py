@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import integrate, optimize, special
+from scipy import integrate, optimize
 from scipy.stats import norm as normal
 
 import jaxsig
@@ -50,7 +50,10 @@ def arccos_kernel(c, q):
 def scipy_expect(f, q):
     """E[f(sqrt(q) Z)] by adaptive quadrature (SciPy QUADPACK), split at 0."""
     s = math.sqrt(q)
-    g = lambda z: f(s * z) * math.exp(-0.5 * z * z) / math.sqrt(2 * PI)  # noqa: E731
+
+    def g(z):
+        return f(s * z) * math.exp(-0.5 * z * z) / math.sqrt(2 * PI)
+
     return sum(integrate.quad(g, a, b, epsabs=1e-16, epsrel=1e-13, limit=100)[0] for a, b in ((-12, 0), (0, 12)))
 
 
@@ -74,7 +77,9 @@ def test_variance_map_slope_and_gain_closed_forms():
     np.testing.assert_allclose(D.variance_map("erf", q, sw2, sb2), sw2 * erf_m2(q) + sb2, rtol=1e-13)
     np.testing.assert_allclose(D.variance_map_slope("erf", q, sw2), sw2 * erf_dm2_dq(q), rtol=1e-11)
     np.testing.assert_allclose(D.perturbation_gain("erf", q, sw2), sw2 * erf_g2sq(q), rtol=1e-13)
-    np.testing.assert_allclose(D.variance_trajectory("relu", 1.0, 1.5, 0.1, 3), [1.0, 0.85, 0.7375, 0.653125], rtol=1e-13)
+    np.testing.assert_allclose(
+        D.variance_trajectory("relu", 1.0, 1.5, 0.1, 3), [1.0, 0.85, 0.7375, 0.653125], rtol=1e-13
+    )
 
 
 # --- Fixed points ---------------------------------------------------------------------------------
@@ -98,7 +103,9 @@ def test_fixed_point_relu_closed_forms():
 @pytest.mark.parametrize("sw2, sb2", [(0.6, 0.05), (1.3, 0.0), (2.5, 0.3), (4.0, 1e-3)])
 def test_fixed_point_erf_closed_form(sw2, sb2):
     # V(q) - q changes sign once on (0, inf) for these settings (or q* = 0).
-    f = lambda q: sw2 * erf_m2(q) + sb2 - q  # noqa: E731
+    def f(q):
+        return sw2 * erf_m2(q) + sb2 - q
+
     q_ref = optimize.brentq(f, 1e-300 if sb2 > 0 else 1e-9, 100.0, xtol=1e-300, rtol=1e-15) if f(1e-9) > 0 else 0.0
     fp = D.fixed_point("erf", sw2, sb2)
     np.testing.assert_allclose(fp.q_star, q_ref, rtol=1e-12)
@@ -161,9 +168,12 @@ def test_fixed_point_gradients_by_implicit_differentiation():
     jac = jax.jacfwd(f)(t0)
     fd = jnp.stack([(f(t0 + h * e) - f(t0 - h * e)) / (2 * h) for e in jnp.eye(3)], axis=1)
     np.testing.assert_allclose(jac, fd, rtol=1e-6)
+
     # Reverse mode, ReLU: q* = sb^2 / (1 - sW^2 / 2), so dq*/dsW^2 = sb^2 / (2 (1 - sW^2 / 2)^2)
     # and dq*/dsb^2 = 1 / (1 - sW^2 / 2), exactly.
-    q_star = lambda a, b: D.fixed_point("relu", a, b).q_star  # noqa: E731
+    def q_star(a, b):
+        return D.fixed_point("relu", a, b).q_star
+
     np.testing.assert_allclose(jax.grad(q_star, argnums=(0, 1))(1.5, 0.1), [0.8, 4.0], rtol=1e-12)
     # At sW^2 = 2 any bias makes the variance diverge: the derivative is +inf.
     assert float(jax.grad(q_star, argnums=1)(2.0, 0.0)) == np.inf
@@ -247,8 +257,11 @@ def test_edge_of_chaos_erf_closed_form_and_gradient():
     np.testing.assert_allclose(e.sigma_w2, 1 / erf_g2sq(q_ref), rtol=1e-11)
     np.testing.assert_allclose(e.slope, erf_dm2_dq(q_ref) / erf_g2sq(q_ref), rtol=1e-10)
     assert float(e.slope) < 1  # erf's critical fixed point attracts
+
     # d sW^2 / d sb^2 along the line, by implicit differentiation.
-    f = lambda t: D.edge_of_chaos("erf", t).sigma_w2  # noqa: E731
+    def f(t):
+        return D.edge_of_chaos("erf", t).sigma_w2
+
     np.testing.assert_allclose(jax.grad(f)(b), (f(b + 1e-6) - f(b - 1e-6)) / 2e-6, rtol=1e-7)
 
 
@@ -289,7 +302,10 @@ def test_correlation_slope_is_chi1_at_one_and_the_derivative():
     for name, sw2, sb2 in (("erf", 2.5, 0.05), ("relu", 1.5, 0.1)):
         fp = D.fixed_point(name, sw2, sb2)
         np.testing.assert_allclose(D.correlation_slope(name, 1.0, sw2, sb2), fp.chi1, rtol=1e-12)
-    cmap = lambda c: D.correlation_map("erf", c, 2.5, 0.05)  # noqa: E731
+
+    def cmap(c):
+        return D.correlation_map("erf", c, 2.5, 0.05)
+
     for c in (0.3, 0.9, 1.0):
         np.testing.assert_allclose(jax.grad(cmap)(c), D.correlation_slope("erf", c, 2.5, 0.05), rtol=1e-12)
     np.testing.assert_allclose(jax.grad(cmap)(0.3), (cmap(0.3 + 1e-6) - cmap(0.3 - 1e-6)) / 2e-6, rtol=1e-8)
@@ -305,7 +321,10 @@ def test_correlation_fixed_point_and_depth_scales():
     fp = D.fixed_point("erf", sw2, sb2)
     # Chaotic with a bias: the root of the closed-form map in (0, 1).
     q = float(fp.q_star[0])
-    cmap = lambda c: (2.5 * erf_dual(c, q) + 0.05) / q - c  # noqa: E731
+
+    def cmap(c):
+        return (2.5 * erf_dual(c, q) + 0.05) / q - c
+
     c_ref = optimize.brentq(cmap, 0.0, 0.999, xtol=1e-15, rtol=1e-15)
     np.testing.assert_allclose(cf.c_star[0], c_ref, rtol=1e-11)
     slope_ref = 2.5 * (4 / PI) / np.sqrt((1 + 2 * q) ** 2 - (2 * c_ref * q) ** 2)
@@ -345,7 +364,9 @@ def gelu_prime(x):
 )
 def test_scalar_recursion(name, a, b, x0, sup):
     if sup is None:
-        res = optimize.minimize_scalar(lambda x: -gelu_prime(x), bounds=(0.5, 3.0), method="bounded", options={"xatol": 1e-12})
+        res = optimize.minimize_scalar(
+            lambda x: -gelu_prime(x), bounds=(0.5, 3.0), method="bounded", options={"xatol": 1e-12}
+        )
         sup = -res.fun
     r = D.scalar_recursion(name, a, b, x0, 60)
     np.testing.assert_allclose(r.lipschitz, abs(a) * sup, rtol=1e-12)
@@ -362,7 +383,9 @@ def test_scalar_recursion(name, a, b, x0, sup):
 
 
 def test_scalar_fixed_point_gradient():
-    f = lambda b: D.scalar_recursion("tanh", 0.7, b, 2.0, 10).fixed_point  # noqa: E731
+    def f(b):
+        return D.scalar_recursion("tanh", 0.7, b, 2.0, 10).fixed_point
+
     x = float(f(0.3))
     # x = tanh(0.7 x + b): dx/db = sech^2 / (1 - 0.7 sech^2).
     s = 1 - math.tanh(0.7 * x + 0.3) ** 2
@@ -399,11 +422,13 @@ def test_simulated_networks_match_mean_field(name, sw2, sb2):
     m2, g2, g4 = (np.asarray(v)[:depth] for v in (mom.m2, mom.g2, mom.g4))
     phi = jaxsig.activations.get(name)
     # E[phi^4] as the m2 of phi^2, at the same sigmas (one compiled assembly serves both calls).
-    m4 = np.asarray(jaxsig.moments(_square(phi.fn), np.sqrt(q_all), rule=jaxsig.quadrature.Composite(kinks=phi.kinks)).m2)[:depth]
+    m4 = np.asarray(
+        jaxsig.moments(_square(phi.fn), np.sqrt(q_all), rule=jaxsig.quadrature.Composite(kinks=phi.kinks)).m2
+    )[:depth]
     slope = sw2 * np.asarray(mom.dm2_dsigma)[:depth] / (2 * np.sqrt(q_pred[:-1]))
     var_s = [0.0]
-    for l in range(depth):
-        var_s.append(slope[l] ** 2 * var_s[-1] + sw2**2 * (m4[l] - m2[l] ** 2) / n)
+    for k in range(depth):
+        var_s.append(slope[k] ** 2 * var_s[-1] + sw2**2 * (m4[k] - m2[k] ** 2) / n)
     var_q = np.asarray(var_s) + 2 * q_pred**2 / n * (np.arange(depth + 1) > 0)
     err = np.abs(np.asarray(sim.q).mean(0) - q_pred)
     assert np.all(err <= 5 * np.sqrt(var_q / batch) + 1e-12), (err, np.sqrt(var_q / batch))
@@ -432,7 +457,7 @@ def test_errors_are_clear():
     with pytest.raises(ValueError, match="a must be a scalar"):
         D.scalar_recursion("tanh", jnp.ones(2), 0.0, 0.0, 3)
     with pytest.raises(ValueError, match="width must be a positive int"):
-        D.simulate_mlp("tanh", 1.0, 0.0, width=0, depth=3, key=jax.random.PRNGKey(0))
+        D.simulate_mlp("tanh", 1.0, 0.0, width=0, depth=3, key=jax.random.key(0))
     with pytest.raises(KeyError, match="Valid names"):
         D.fixed_point("tanhh", 1.0, 0.0)
 

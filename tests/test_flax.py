@@ -205,7 +205,10 @@ def test_regularizer_closed_form_value_and_gradient(a):
     # Linen: the module's params subtree is the activation's parameter dict.
     lin = jflax.LinenActivation("leaky_relu", params={"negative_slope": a}, learnable=True, param_dtype=jnp.float64)
     p = lin.init(jax.random.key(0), _xs())["params"]
-    reg = lambda p: jflax.signature_regularizer(LEAKY_TARGETS, lin, p)  # noqa: E731
+
+    def reg(p):
+        return jflax.signature_regularizer(LEAKY_TARGETS, lin, p)
+
     np.testing.assert_allclose(jax.jit(reg)(p), value, rtol=1e-12)
     np.testing.assert_allclose(jax.grad(reg)(p)["negative_slope"], grad, rtol=1e-10)
 
@@ -230,7 +233,10 @@ def test_regularizer_gradient_matches_finite_differences():
     fam = jaxsig.families.get("swish_beta")
     p0 = {"beta": 1.3, "scale": 0.9, "shift": -0.2}
     mod = jflax.NNXActivation(fam, params=p0, learnable=True, param_dtype=jnp.float64)
-    reg = lambda p: jflax.signature_regularizer(targets, fam, p)  # noqa: E731
+
+    def reg(p):
+        return jflax.signature_regularizer(targets, fam, p)
+
     g = nnx.grad(lambda m: jflax.signature_regularizer(targets, m))(mod)
     np.testing.assert_allclose(reg(p0), jflax.signature_regularizer(targets, mod), rtol=1e-15)
     h = 1e-5
@@ -252,8 +258,7 @@ def test_regularizer_gradient_reaches_the_activation_in_a_network():
     class Net(nnx.Module):
         def __init__(self, rngs):
             self.l1 = nnx.Linear(64, 32, param_dtype=jnp.float64, rngs=rngs)
-            self.act = jflax.NNXActivation(jaxsig.families.get("swish_beta"), learnable=True,
-                                           param_dtype=jnp.float64)
+            self.act = jflax.NNXActivation(jaxsig.families.get("swish_beta"), learnable=True, param_dtype=jnp.float64)
             self.l2 = nnx.Linear(32, 10, param_dtype=jnp.float64, rngs=rngs)
 
         def __call__(self, x):
@@ -270,7 +275,9 @@ def test_regularizer_gradient_reaches_the_activation_in_a_network():
 
         return optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
 
-    reg = lambda m: jflax.signature_regularizer(targets, m.act)  # noqa: E731
+    def reg(m):
+        return jflax.signature_regularizer(targets, m.act)
+
     g_total = nnx.grad(lambda m: ce(m) + lam * reg(m))(net)["act"]["params"]
     g_ce = nnx.grad(ce)(net)["act"]["params"]
     g_reg = nnx.grad(reg)(net)["act"]["params"]
@@ -284,8 +291,9 @@ def test_regularizer_gradient_reaches_the_activation_in_a_network():
 
 def _gauss(f):
     """E[f(Z)], Z ~ N(0, 1), by adaptive SciPy quadrature."""
-    return integrate.quad(lambda z: f(z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi), -40, 40,
-                          epsabs=1e-14, epsrel=1e-13, limit=200)[0]
+    return integrate.quad(
+        lambda z: f(z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi), -40, 40, epsabs=1e-14, epsrel=1e-13, limit=200
+    )[0]
 
 
 def test_init_variances_closed_forms():

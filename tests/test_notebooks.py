@@ -59,8 +59,11 @@ def _execute(name: str, tmp_path: Path) -> nbformat.NotebookNode:
 
 
 def _stdout(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream"
-                   and o.get("name") == "stdout")
+    return "".join(
+        o.get("text", "")
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "stream" and o.get("name") == "stdout"
+    )
 
 
 def _number(text: str, pattern: str) -> float:

@@ -9,6 +9,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import problems as P
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,8 +17,6 @@ from hypothesis import strategies as st
 import jaxsig
 from jaxsig import activations as A
 from jaxsig.quadrature import Composite, GaussHermite
-
-import problems as P
 
 REFERENCE = json.loads((pathlib.Path(__file__).parent / "data" / "mpmath_reference.json").read_text())
 GAUSS_FIELDS = ("m1", "g1", "g2", "m2", "eta")
@@ -37,7 +36,7 @@ def test_gaussian_statistics_match_mpmath(name):
     assert len(rows) == 25
     sigma = jnp.asarray([r["sigma"] for r in rows])
     mu = jnp.asarray([r["mu"] for r in rows])
-    sig, aux = jaxsig.signature(name, sigma, mu=mu, with_aux=True)
+    sig, aux = jaxsig.signature_with_aux(name, sigma, mu=mu)
     for field in (*GAUSS_FIELDS, "g4"):
         got = getattr(sig, field) if field in GAUSS_FIELDS else getattr(aux, field)
         for g, r in zip(np.asarray(got), rows):
@@ -59,9 +58,7 @@ def test_slopes_tv_c_match_mpmath(name):
 def test_reference_table_is_genuine(name, sigma, mu):
     """Recompute rows of the committed table live, from the mpmath definitions."""
     live = P.gaussian_reference(name, sigma, mu)
-    row = next(
-        r for r in REFERENCE["gaussian"] if (r["activation"], r["sigma"], r["mu"]) == (name, sigma, mu)
-    )
+    row = next(r for r in REFERENCE["gaussian"] if (r["activation"], r["sigma"], r["mu"]) == (name, sigma, mu))
     for k, v in live.items():
         assert v == pytest.approx(row[k], rel=1e-14, abs=1e-300)
 
@@ -75,10 +72,17 @@ def test_line_reference_is_genuine():
 
 @pytest.mark.parametrize("sigma", [0.05, 0.5, 1.0, 3.0, 20.0])
 def test_relu_closed_form(sigma):
-    s, aux = jaxsig.signature("relu", sigma, with_aux=True)
+    s, aux = jaxsig.signature_with_aux("relu", sigma)
     expected = dict(
-        m1=sigma / math.sqrt(2 * PI), g1=0.5, g2=1 / math.sqrt(2), m2=sigma**2 / 2,
-        eta=sigma**2 * (0.25 - 1 / (2 * PI)), alpha_plus=1.0, alpha_minus=0.0, tv=1.0, c=0.0,
+        m1=sigma / math.sqrt(2 * PI),
+        g1=0.5,
+        g2=1 / math.sqrt(2),
+        m2=sigma**2 / 2,
+        eta=sigma**2 * (0.25 - 1 / (2 * PI)),
+        alpha_plus=1.0,
+        alpha_minus=0.0,
+        tv=1.0,
+        c=0.0,
     )
     for k, v in expected.items():
         assert_close(getattr(s, k), v, 1e-13, f"relu {k}")
@@ -170,7 +174,7 @@ def _inverse_square_tail(x):
     ],
 )
 def test_divergent_components_are_inf(phi, alpha, tv, c):
-    sig, aux = jaxsig.signature(phi, 1.0, with_aux=True)
+    sig, aux = jaxsig.signature_with_aux(phi, 1.0)
     assert (float(sig.alpha_plus), float(sig.alpha_minus)) == pytest.approx(alpha, abs=1e-10)
     if tv is not None:
         assert float(sig.tv) == tv
@@ -182,7 +186,7 @@ def test_divergent_components_are_inf(phi, alpha, tv, c):
 
 
 def test_oscillating_slope_has_no_limit():
-    sig, aux = jaxsig.signature(_x_sin, 1.0, with_aux=True)
+    sig, aux = jaxsig.signature_with_aux(_x_sin, 1.0)
     # x sin x / x = sin x has no limit: the slope is undefined (NaN), and c is inf.
     assert np.isnan(float(sig.alpha_plus)) and np.isnan(float(sig.alpha_minus))
     assert float(sig.c) == np.inf and float(sig.tv) == np.inf
@@ -190,11 +194,11 @@ def test_oscillating_slope_has_no_limit():
 
 
 def test_intercepts_and_signed_area():
-    _, aux = jaxsig.signature("tanh", 1.0, with_aux=True)
+    _, aux = jaxsig.signature_with_aux("tanh", 1.0)
     assert (float(aux.beta_plus), float(aux.beta_minus)) == (1.0, -1.0)
     assert abs(float(aux.b)) < 1e-13  # odd: the two signed areas cancel
     assert_close(aux.b_plus, -math.log(2), 1e-12, "tanh b_plus = int (tanh - 1)")
-    _, aux = jaxsig.signature("softplus", 1.0, with_aux=True)
+    _, aux = jaxsig.signature_with_aux("softplus", 1.0)
     assert_close(aux.b, 2 * PI**2 / 12, 1e-12, "softplus b")
 
 
@@ -212,7 +216,8 @@ def _affine(x, p):
     a=st.floats(-3, 3),
     b=st.one_of(st.just(0.0), st.floats(1e-9, 2), st.floats(-2, -1e-9)),
     k=st.floats(0.2, 3),
-    sigma=st.floats(0.1, 5), mu=st.floats(-1.5, 1.5),
+    sigma=st.floats(0.1, 5),
+    mu=st.floats(-1.5, 1.5),
 )
 def test_affine_and_scaling_laws(a, b, k, sigma, mu):
     base = jaxsig.signature(_affine, sigma, mu=mu, params=dict(k=1.0, a=0.0, b=0.0))
@@ -289,8 +294,12 @@ def _fd(f, x, h=1e-5):
 
 @pytest.mark.parametrize(
     "name,param,value",
-    [("swish_beta", "beta", 1.3), ("softplus_beta", "beta", 0.7), ("elu", "alpha", 1.4),
-     ("leaky_relu", "negative_slope", 0.2)],
+    [
+        ("swish_beta", "beta", 1.3),
+        ("softplus_beta", "beta", 0.7),
+        ("elu", "alpha", 1.4),
+        ("leaky_relu", "negative_slope", 0.2),
+    ],
 )
 def test_gradients_wrt_params_match_finite_differences(name, param, value):
     act = A.get(name)
@@ -310,11 +319,14 @@ def test_gradients_wrt_params_match_finite_differences(name, param, value):
 @pytest.mark.parametrize("name", ["gelu", "relu", "tanh", "mish"])
 def test_gradients_wrt_sigma_mu(name):
     for field in GAUSS_FIELDS:
-        f = lambda s, m: getattr(jaxsig.moments(name, s, mu=m), field)  # noqa: E731
+
+        def f(s, m, field=field):
+            return getattr(jaxsig.moments(name, s, mu=m), field)
+
         gs, gm = jax.grad(f, argnums=(0, 1))(0.8, -0.3)
         assert float(gs) == pytest.approx(float(_fd(lambda s: f(s, -0.3), 0.8)), rel=1e-6, abs=1e-8)
         assert float(gm) == pytest.approx(float(_fd(lambda m: f(0.8, m), -0.3)), rel=1e-6, abs=1e-8)
-    _, aux = jaxsig.signature(name, 0.8, with_aux=True)
+    _, aux = jaxsig.signature_with_aux(name, 0.8)
     dm2 = jax.grad(lambda s: jaxsig.moments(name, s).m2)(0.8)
     assert float(aux.dm2_dsigma) == pytest.approx(float(dm2), rel=1e-12)
 
@@ -387,7 +399,7 @@ def test_small_sigma_at_zero_mean():
 
 
 def test_moments_agree_with_signature():
-    s, aux = jaxsig.signature("telu", 0.9, mu=-0.2, with_aux=True)
+    s, aux = jaxsig.signature_with_aux("telu", 0.9, mu=-0.2)
     m = jaxsig.moments("telu", 0.9, mu=-0.2)
     for f in GAUSS_FIELDS:
         assert float(getattr(m, f)) == pytest.approx(float(getattr(s, f)), rel=1e-14)
@@ -437,7 +449,7 @@ def test_under_jit_nonfinite_phi_gives_nan_not_numbers():
     def bad(x):
         return jnp.exp(x * x)
 
-    sig, aux = jax.jit(lambda s: jaxsig.signature(bad, s, with_aux=True))(1.0)
+    sig, aux = jax.jit(lambda s: jaxsig.signature_with_aux(bad, s))(1.0)
     assert not bool(aux.finite)
     assert all(np.isnan(float(getattr(sig, f))) for f in GAUSS_FIELDS)
 
@@ -462,11 +474,17 @@ def test_c_where_phi_crosses_its_asymptote(a):
 
     with mp.workdps(25):
         A_ = mp.mpf(a)
-        left = lambda x: mp.tanh(A_ * x) + 1 + A_ * x * mp.ncdf(A_ * x)  # noqa: E731
+
+        def left(x):
+            return mp.tanh(A_ * x) + 1 + A_ * x * mp.ncdf(A_ * x)
+
         grid = [mp.mpf(-k) / (40 * A_) for k in range(400)]
         roots = [mp.findroot(left, (u, v), solver="anderson") for u, v in zip(grid[1:], grid) if left(u) * left(v) < 0]
         assert len(roots) == 2
-        right = lambda x: abs(mp.tanh(A_ * x) + A_ * x * mp.ncdf(A_ * x) - A_ * x - 1)  # noqa: E731
+
+        def right(x):
+            return abs(mp.tanh(A_ * x) + A_ * x * mp.ncdf(A_ * x) - A_ * x - 1)
+
         ref = mp.quad(right, [0, 1, 10, 80]) + mp.quad(lambda x: abs(left(x)), sorted([-80 / A_, *roots, 0]))
     got = jaxsig.signature(_tanh_plus_gelu, 1.0, params={"a": a}).c
     assert_close(got, float(ref), 1e-12, "c with crossings")
@@ -494,7 +512,7 @@ def _log_growth(x):
 )
 def test_growth_class(phi, growth):
     for dtype in (jnp.float64, jnp.float32):
-        _, aux = jaxsig.signature(phi, jnp.asarray(1.0, dtype), with_aux=True)
+        _, aux = jaxsig.signature_with_aux(phi, jnp.asarray(1.0, dtype))
         assert jaxsig.GROWTH_CLASSES[int(aux.growth)] == growth, (phi, dtype)
 
 

@@ -35,8 +35,11 @@ PARSED = [
 
 
 def same(a: Target, b: Target):
-    return a[:2] == b[:2] and a.sigma == b.sigma and a.weight == b.weight and (
-        a.value == b.value or (math.isnan(a.value) and math.isnan(b.value))
+    return (
+        a[:2] == b[:2]
+        and a.sigma == b.sigma
+        and a.weight == b.weight
+        and (a.value == b.value or (math.isnan(a.value) and math.isnan(b.value)))
     )
 
 
@@ -93,7 +96,7 @@ def test_parse_errors_name_the_token_and_show_the_grammar(text, fragment):
         T.parse_targets(text)
     msg = str(info.value)
     assert fragment in msg
-    assert "Grammar:" in msg and 'constraint := component OP number [weight]' in msg
+    assert "Grammar:" in msg and "constraint := expr OP bound [weight]" in msg
 
 
 def test_other_bad_inputs():
@@ -107,18 +110,30 @@ def test_other_bad_inputs():
 
 # --- Semantics on given values --------------------------------------------------------------
 
-SEM = T.parse_targets([
-    "g2 <= 0.8", "tv < 5", "m2 == 1", "c < inf", "m1 >= 0.1", "g1 > 0.5",
-    "minimize eta", "maximize g4 weight 2", "alpha_minus > -inf",
-])
+SEM = T.parse_targets(
+    [
+        "g2 <= 0.8",
+        "tv < 5",
+        "m2 == 1",
+        "c < inf",
+        "m1 >= 0.1",
+        "g1 > 0.5",
+        "minimize eta",
+        "maximize g4 weight 2",
+        "alpha_minus > -inf",
+    ]
+)
 
 
 @jax.jit
 def everything(arrays, v, eq_tol=None):
     """All value-level functions at once: one compilation instead of many eager ones."""
     return dict(
-        residuals=T.residuals(arrays, v), violations=T.violations_of(arrays, v), margins=T.margins(arrays, v),
-        satisfied=T.satisfied(arrays, v, eq_tol=eq_tol), objective=T.objective(arrays, v),
+        residuals=T.residuals(arrays, v),
+        violations=T.violations_of(arrays, v),
+        margins=T.margins(arrays, v),
+        satisfied=T.satisfied(arrays, v, eq_tol=eq_tol),
+        objective=T.objective(arrays, v),
         penalty=T.penalty_of(arrays, v),
     )
 
@@ -180,7 +195,10 @@ def selu_closed_forms(lam, alpha, s):
         g1=lam * (0.5 + alpha * e1),
         g2=lam * math.sqrt(0.5 + alpha**2 * e2),
         m2=lam**2 * (s * s / 2 + alpha**2 * (e2 - 2 * e1 + 0.5)),
-        alpha_plus=lam, alpha_minus=0.0, beta_minus=-lam * alpha, c=lam * alpha,
+        alpha_plus=lam,
+        alpha_minus=0.0,
+        beta_minus=-lam * alpha,
+        c=lam * alpha,
         tv=lam * (alpha + abs(1 - alpha)),
     )
 
@@ -189,20 +207,43 @@ def test_evaluate_against_closed_forms():
     # The scaled_elu family (SELU at its default; here off-default parameters).
     fam = families.get("scaled_elu")
     p = {"lam": np.asarray(0.9), "alpha": np.asarray(1.3), "shift": np.asarray(0.0)}
-    texts = ["g1@0.5 >= 0.5", "m1@3 <= 1", "c < inf", "c <= 1", "alpha_plus >= 1", "alpha_minus <= 0",
-             "m2@2 <= 3", "g2 <= 1.1", "tv == 1.44", "beta_minus > -inf"]
+    texts = [
+        "g1@0.5 >= 0.5",
+        "m1@3 <= 1",
+        "c < inf",
+        "c <= 1",
+        "alpha_plus >= 1",
+        "alpha_minus <= 0",
+        "m2@2 <= 3",
+        "g2 <= 1.1",
+        "tv == 1.44",
+        "beta_minus > -inf",
+    ]
     t = T.parse_targets(texts)
     v = np.asarray(T.evaluate(t, fam, p))
     cf = {s: selu_closed_forms(0.9, 1.3, s) for s in (0.5, 1.0, 2.0, 3.0)}
-    expect = [cf[0.5]["g1"], cf[3.0]["m1"], cf[1.0]["c"], cf[1.0]["c"], 0.9, 0.0, cf[2.0]["m2"], cf[1.0]["g2"],
-              cf[1.0]["tv"], cf[1.0]["beta_minus"]]
+    expect = [
+        cf[0.5]["g1"],
+        cf[3.0]["m1"],
+        cf[1.0]["c"],
+        cf[1.0]["c"],
+        0.9,
+        0.0,
+        cf[2.0]["m2"],
+        cf[1.0]["g2"],
+        cf[1.0]["tv"],
+        cf[1.0]["beta_minus"],
+    ]
     np.testing.assert_allclose(v, expect, rtol=1e-12, atol=1e-14)
     # verdicts from the closed forms: c = 1.17 > 1, tv = 0.9 * 1.6 = 1.44 exactly
     ok = [expect[0] >= 0.5, expect[1] <= 1, True, False, False, True, expect[6] <= 3, expect[7] <= 1.1, True, True]
     assert [bool(x) for x in t.satisfied(v)] == ok
     # SELU itself: m2(1) = 1 to the precision of its constants
-    np.testing.assert_allclose(T.evaluate("m2 == 1", fam), [selu_closed_forms(
-        jaxsig.activations.SELU_SCALE, jaxsig.activations.SELU_ALPHA, 1.0)["m2"]], rtol=1e-13)
+    np.testing.assert_allclose(
+        T.evaluate("m2 == 1", fam),
+        [selu_closed_forms(jaxsig.activations.SELU_SCALE, jaxsig.activations.SELU_ALPHA, 1.0)["m2"]],
+        rtol=1e-13,
+    )
 
 
 def test_evaluate_gaussian_only_skips_the_signature_and_full_false_reads_nan():
@@ -245,8 +286,10 @@ def test_jit_vmap_agree_and_new_bounds_do_not_retrace():
 
     p = {"beta": jnp.asarray(0.8), "scale": jnp.asarray(1.2), "shift": jnp.asarray(0.1)}
     # the penalty written out from the moments (independent of targets' gathering)
-    m = {k: np.asarray(getattr(jaxsig.moments(FAM, s, params=p), k)) for k, s in (("g2", 1.3), ("m2", 1.0),
-                                                                                     ("m1", 0.7), ("eta", 1.0))}
+    m = {
+        k: np.asarray(getattr(jaxsig.moments(FAM, s, params=p), k))
+        for k, s in (("g2", 1.3), ("m2", 1.0), ("m1", 0.7), ("eta", 1.0))
+    }
     by_hand = max(m["g2"] - 0.6, 0) ** 2 + (m["m2"] - 1) ** 2 + 2 * max(0.5 - m["m1"], 0) ** 2 + 0.1 * m["eta"]
     np.testing.assert_allclose(pen(GAUSS.arrays, p), by_hand, rtol=1e-13)
     looser = T.parse_targets(["g2@1.3 <= 0.9", "m2 == 0.5", "m1@0.7 >= 0.1 weight 3", "minimize eta weight 1"])

@@ -32,10 +32,18 @@ from jax.scipy.special import erfc as _erfc
 __all__ = [
     "Activation",
     "as_activation",
+    "prepare",
+    "Prepared",
     "get",
     "names",
+    "resolve",
+    "family",
+    "family_names",
+    "register_family",
     "register",
     "PAPER",
+    "SELU_ALPHA",
+    "SELU_SCALE",
     "relu",
     "leaky_relu",
     "tanh",
@@ -90,13 +98,61 @@ class Activation:
             params = self.params
         return self.fn(x) if params is None else self.fn(x, params)
 
+    @property
+    def has_params(self) -> bool:
+        """Whether ``fn`` takes a second argument (``params is not None``)."""
+        return self.params is not None
+
     def bind(self, params) -> Callable[[jax.Array], jax.Array]:
         """``x -> phi(x, params)``."""
         return lambda x: self(x, params)
 
+    def replace(self, **changes) -> "Activation":
+        """A copy with some fields replaced (``act.replace(params=p)``)."""
+        return dataclasses.replace(self, **changes)
+
     def __repr__(self):
         extra = f", params={self.params}" if self.params is not None else ""
         return f"Activation({self.name!r}{extra})"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Prepared:
+    """An activation ready for computation: what every internal caller passes around.
+
+    A pytree whose only leaves are the parameters (cast to the working dtype), so
+    it is an ordinary argument of ``jit``, ``vmap``, ``grad`` and custom
+    derivative rules; the function, name and kinks are static metadata (compared
+    by identity and equality), so ``jit`` compiles once per function and kink set
+    and never on new parameter values. Built by :func:`prepare`; users pass
+    names, :class:`Activation` objects or callables instead.
+
+    Attributes:
+      fn: ``fn(x)`` when ``params`` is ``None``, else ``fn(x, params)``.
+      params: the parameters (a pytree of arrays), or ``None``.
+      name: for messages.
+      kinks: points where ``phi'`` may jump (sorted, unique).
+    """
+
+    fn: Callable[..., jax.Array]
+    params: Any
+    name: str
+    kinks: tuple[float, ...]
+
+    def __call__(self, x):
+        """``phi(x; params)``."""
+        return self.fn(x) if self.params is None else self.fn(x, self.params)
+
+    def replace(self, **changes) -> "Prepared":
+        """A copy with some fields replaced (``act.replace(params=p)``)."""
+        return dataclasses.replace(self, **changes)
+
+
+jax.tree_util.register_pytree_node(
+    Prepared,
+    lambda a: ((a.params,), (a.fn, a.name, a.kinks)),
+    lambda meta, children: Prepared(meta[0], children[0], meta[1], meta[2]),
+)
 
 
 # --- The eight activations of the paper ------------------------------------
@@ -281,6 +337,15 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _key(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def _did_you_mean(name: str, candidates) -> str:
+    close = difflib.get_close_matches(_key(name), list(candidates), n=3)
+    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
 def get(name: str) -> Activation:
     """Look up an activation by name (case-insensitive; ``"silu"`` etc. are aliases).
 
@@ -289,13 +354,104 @@ def get(name: str) -> Activation:
     """
     if not isinstance(name, str):
         raise TypeError(f"activation name must be a string, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
+    key = _ALIASES.get(_key(name), _key(name))
     if key in _REGISTRY:
         return _REGISTRY[key]
-    close = difflib.get_close_matches(key, list(_REGISTRY) + list(_ALIASES), n=3)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    hint = _did_you_mean(name, [*_REGISTRY, *_ALIASES])
     raise KeyError(f"unknown activation {name!r}.{hint} Valid names: {', '.join(names())}.")
+
+
+# --- Families (registered by jaxsig.designing.families) ----------------------
+
+_FAMILIES: dict[str, Callable[..., Activation]] = {}
+_FAMILY_ALIASES: dict[str, str] = {}
+
+
+def register_family(name: str, factory: Callable[..., Activation], aliases=()) -> None:
+    """Register ``factory(**config)``, which returns a parametrised activation
+    (a :class:`jaxsig.families.Family`), under ``name`` and ``aliases``."""
+    _FAMILIES[name] = factory
+    _FAMILY_ALIASES.update({a: name for a in aliases})
+
+
+def family_names() -> list[str]:
+    """Registered family names, in registration order."""
+    return list(_FAMILIES)
+
+
+def family(name: str, **config) -> Activation:
+    """The family called ``name`` (aliases allowed), built with ``config``."""
+    if not isinstance(name, str):
+        raise TypeError(f"family must be a name or a jaxsig.families.Family, got {type(name).__name__}")
+    key = _FAMILY_ALIASES.get(_key(name), _key(name))
+    if key not in _FAMILIES:
+        hint = _did_you_mean(name, [*_FAMILIES, *_FAMILY_ALIASES])
+        raise KeyError(f"unknown family {name!r}.{hint} Valid families: {', '.join(family_names())}.")
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    try:
+        return _FAMILIES[key](**config)
+    except TypeError as e:
+        raise TypeError(f"family {key!r} does not take options {sorted(config)}: {e}") from None
+
+
+def resolve(name: str, *, prefer: str = "activation") -> Activation:
+    """The one name resolver of jaxsig: a registered activation or a registered
+    family (at its default parameters), by name or alias.
+
+    Both registries are consulted, the ``prefer``-red one first, so a name in
+    only one of them resolves the same way everywhere. Three names are in both,
+    the family being the activation's generalisation: ``"swish_beta"`` (the
+    activation ``x sigmoid(beta x)``; the family adds ``scale`` and ``shift``),
+    ``"elu"`` and ``"selu"`` (family aliases of ``"scaled_elu"``). Entry points
+    that measure or use an activation (``signature``, the mean-field theory,
+    kernels, Flax modules, the CLI's ``-a``) prefer activations; :func:`jaxsig.design`,
+    which needs parameters to search, prefers families.
+
+    Args:
+      name: the name (case-insensitive; ``-`` and ``_`` are the same).
+      prefer: ``"activation"`` or ``"family"``.
+
+    Raises:
+      KeyError: the name is in neither registry, with the closest matches and both lists.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"activation name must be a string, got {type(name).__name__}")
+    if prefer not in ("activation", "family"):
+        raise ValueError(f"prefer must be 'activation' or 'family', got {prefer!r}")
+    key = _key(name)
+    is_act = _ALIASES.get(key, key) in _REGISTRY
+    is_fam = _FAMILY_ALIASES.get(key, key) in _FAMILIES
+    if is_fam and (prefer == "family" or not is_act):
+        return family(name)
+    if is_act:
+        return get(name)
+    hint = _did_you_mean(name, [*_REGISTRY, *_ALIASES, *_FAMILIES, *_FAMILY_ALIASES])
+    raise KeyError(
+        f"unknown activation {name!r}: not a registered activation nor a family.{hint} "
+        f"Valid names: {', '.join(names())}. Valid families: {', '.join(family_names())}."
+    )
+
+
+def prepare(phi, params=None, *, dtype) -> Prepared:
+    """The :class:`Prepared` activation of ``phi`` (resolved by :func:`as_activation`),
+    its parameters cast to ``dtype``.
+
+    Raises:
+      TypeError: ``params`` is not a pytree of numbers or arrays.
+    """
+    if isinstance(phi, Prepared) and params is None:
+        act = phi
+    else:
+        act = as_activation(phi, params)
+    cast = None
+    if act.params is not None:
+        try:
+            cast = jax.tree_util.tree_map(lambda p: jnp.asarray(p, dtype), act.params)
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                f"params of {act.name!r} must be a pytree of numbers or arrays, got {act.params!r} ({e})"
+            ) from e
+    return Prepared(act.fn, cast, act.name, tuple(sorted({float(k) for k in act.kinks})))
 
 
 def as_activation(phi, params=None, kinks=()) -> Activation:
@@ -308,9 +464,11 @@ def as_activation(phi, params=None, kinks=()) -> Activation:
       kinks: extra points where ``phi'`` may jump.
     """
     if isinstance(phi, str):
-        act = get(phi)
+        act = resolve(phi)
     elif isinstance(phi, Activation):
         act = phi
+    elif isinstance(phi, Prepared):
+        act = Activation(phi.name, phi.fn, phi.params, phi.kinks)
     elif callable(phi):
         name = getattr(phi, "__name__", None) or type(phi).__name__
         act = Activation(name, phi, None, ())

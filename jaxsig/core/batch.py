@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from typing import Any, Optional, Sequence, Union
 
 import jax
@@ -58,9 +57,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxsig.core import _progress, quadrature
 from jaxsig.core import activations as _activations
-from jaxsig.core import quadrature
-from jaxsig.core.signature import Auxiliary, Moments, Signature, moments, signature
+from jaxsig.core._numerics import is_concrete
+from jaxsig.core._validate import check_range, working_dtype
+from jaxsig.core.signature import Moments, moments, signature_with_aux
 
 __all__ = ["signature_batch", "moments_batch", "batch_mesh", "AXIS", "DEFAULT_CHUNK"]
 
@@ -142,10 +143,10 @@ def signature_batch(
       >>> s.g1.shape
       (2, 2)
     """
-    out = _batch(
-        "signature", phi, params, sigma, mu, rule, chunk_size, mesh, progress, check_finite
-    )
-    return out if with_aux else out[0]
+    out = _batch("signature", phi, params, sigma, mu, rule, chunk_size, mesh, progress, check_finite)
+    if with_aux:
+        return out
+    return out[0]
 
 
 def moments_batch(
@@ -168,16 +169,10 @@ def moments_batch(
     are those of :func:`signature_batch`; fields have shape
     ``(B,) + broadcast(sigma, mu).shape``.
     """
-    return _batch(
-        "moments", phi, params, sigma, mu, rule, chunk_size, mesh, progress, check_finite
-    )
+    return _batch("moments", phi, params, sigma, mu, rule, chunk_size, mesh, progress, check_finite)
 
 
 # --- Input checks ---------------------------------------------------------------
-
-
-def _is_traced(tree) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 def _resolve_activation(phi):
@@ -217,35 +212,6 @@ def _batch_size(params) -> int:
     return int(size)
 
 
-def _working_dtype(params, sigma, mu):
-    """The dtype :func:`jaxsig.signature` would work in: that of sigma, mu and params."""
-    for name, value in (("sigma", sigma), ("mu", mu)):
-        dt = getattr(value, "dtype", None)
-        if dt is not None and not jnp.issubdtype(dt, jnp.floating):
-            raise TypeError(
-                f"{name} has dtype {dt}; pass floating-point values, e.g. "
-                f"{name}=np.asarray({name}, dtype=np.float32)"
-            )
-    # Python numbers and lists are weakly typed: they follow the other inputs.
-    leaves = [v for v in (sigma, mu, *jax.tree_util.tree_leaves(params)) if hasattr(v, "dtype")]
-    dtype = jnp.result_type(*leaves, 0.0)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(0.0)
-    return jnp.dtype(dtype)
-
-
-def _check_values(sigma, mu):
-    s, m = np.asarray(sigma), np.asarray(mu)
-    bad = ~(np.isfinite(s) & (s > 0))
-    if bad.any():
-        raise ValueError(
-            f"sigma must be positive and finite, got sigma={s[bad].ravel()[:3]}"
-            " (the input scale: pre-activations are mu + sigma * Z)"
-        )
-    if not np.all(np.isfinite(m)):
-        raise ValueError(f"mu must be finite, got mu={m}")
-
-
 def _resolve_mesh(mesh) -> Mesh:
     if mesh is None:
         return batch_mesh()
@@ -273,20 +239,23 @@ def _chunk_rows(rows_per_device: int, chunk_size: Optional[int]) -> int:
 # --- The sharded program ----------------------------------------------------------
 
 
-def _one(kind, fn, kinks, rule, sigma, mu, p):
-    act = _activations.Activation(getattr(fn, "__name__", "phi"), fn, p, kinks)
+def _one(kind, act, rule, sigma, mu, p):
+    act = act.replace(params=p)
     if kind == "signature":
-        return signature(act, sigma, mu=mu, rule=rule, with_aux=True)
+        return signature_with_aux(act, sigma, mu=mu, rule=rule)
     return moments(act, sigma, mu=mu, rule=rule)
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "fn", "kinks", "rule", "mesh", "chunk"))
-def _sharded(params, sigma, mu, *, kind, fn, kinks, rule, mesh, chunk):
-    """Rows of ``params`` split over ``mesh``; each device maps over its rows in chunks."""
+@functools.partial(jax.jit, static_argnames=("kind", "act", "rule", "mesh", "chunk"))
+def _sharded(params, sigma, mu, *, kind, act, rule, mesh, chunk):
+    """Rows of ``params`` split over ``mesh``; each device maps over its rows in chunks.
+
+    ``act`` is static here only through its function, name and kinks: its own
+    parameters are replaced by each row's."""
     spec = P(mesh.axis_names)
 
     def local(p, s, m):
-        return jax.lax.map(functools.partial(_one, kind, fn, kinks, rule, s, m), p, batch_size=chunk)
+        return jax.lax.map(functools.partial(_one, kind, act.value, rule, s, m), p, batch_size=chunk)
 
     return jax.shard_map(local, mesh=mesh, in_specs=(spec, P(), P()), out_specs=spec)(params, sigma, mu)
 
@@ -314,48 +283,6 @@ def _fetch(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-class _Progress:
-    """A minimal progress bar: tqdm, rich, or lines on stderr."""
-
-    def __init__(self, total: int, enabled: bool, desc: str):
-        self._bar = self._rich = None
-        self._total, self._done, self._enabled = total, 0, enabled
-        if not enabled:
-            return
-        try:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total, desc=desc, unit="row")
-            return
-        except ImportError:
-            pass
-        try:
-            from rich.progress import Progress
-
-            self._rich = Progress(transient=False)
-            self._rich.start()
-            self._task = self._rich.add_task(desc, total=total)
-        except ImportError:
-            self._desc = desc
-
-    def update(self, n: int):
-        self._done += n
-        if not self._enabled:
-            return
-        if self._bar is not None:
-            self._bar.update(n)
-        elif self._rich is not None:
-            self._rich.update(self._task, advance=n)
-        else:
-            print(f"{self._desc}: {self._done}/{self._total} rows", file=sys.stderr, flush=True)
-
-    def close(self):
-        if self._bar is not None:
-            self._bar.close()
-        elif self._rich is not None:
-            self._rich.stop()
-
-
 def _batch(kind, phi, params, sigma, mu, rule, chunk_size, mesh, progress, check_finite):
     act = _resolve_activation(phi)
     rule = quadrature.get_rule(rule).with_kinks(act.kinks)
@@ -365,10 +292,12 @@ def _batch(kind, phi, params, sigma, mu, rule, chunk_size, mesh, progress, check
     chunk = _chunk_rows(math.ceil(size / n_dev), chunk_size)
     step = n_dev * chunk
     n_steps = math.ceil(size / step)
-    static = dict(kind=kind, fn=act.fn, kinks=tuple(act.kinks), rule=rule, mesh=mesh, chunk=chunk)
-    dtype = _working_dtype(params, sigma, mu)
+    # The static key: the activation without its default parameters (the rows
+    # replace them), so that jit hashes only the function, name and kinks.
+    static = dict(kind=kind, act=_Static(act.replace(params=None)), rule=rule, mesh=mesh, chunk=chunk)
+    dtype = working_dtype({"sigma": sigma, "mu": mu}, params)
 
-    if _is_traced((params, sigma, mu)):
+    if not is_concrete(params, sigma, mu):
         # Inside jit/grad/vmap: one traced program; lax.map bounds the memory.
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
         sigma, mu = jnp.asarray(sigma, dtype), jnp.asarray(mu, dtype)
@@ -378,7 +307,8 @@ def _batch(kind, phi, params, sigma, mu, rule, chunk_size, mesh, progress, check
         return jax.tree_util.tree_map(lambda a: a[:size], out)
 
     sigma, mu = np.asarray(sigma, dtype), np.asarray(mu, dtype)
-    _check_values(sigma, mu)
+    check_range("sigma", sigma, low=0.0, strict=True, hint="the input scale: pre-activations are mu + sigma * Z")
+    check_range("mu", mu)
     shape = np.broadcast_shapes(sigma.shape, mu.shape)
     replicated = NamedSharding(mesh, P())
     sigma_d = _put(np.broadcast_to(sigma, shape).copy(), replicated)
@@ -386,21 +316,18 @@ def _batch(kind, phi, params, sigma, mu, rule, chunk_size, mesh, progress, check
     host = _pad(jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), params), n_steps * step, np)
     rows = NamedSharding(mesh, P(mesh.axis_names))
 
-    bar = _Progress(size, progress, f"jaxsig.{kind}_batch")
     pieces, pending = [], None
-    try:
+    with _progress.progress(size, progress, f"jaxsig.{kind}_batch") as advance:
         for j in range(n_steps):
-            part = jax.tree_util.tree_map(lambda a: _put(a[j * step : (j + 1) * step], rows), host)
+            part = jax.tree_util.tree_map(lambda a, j=j: _put(a[j * step : (j + 1) * step], rows), host)
             out = _sharded(part, sigma_d, mu_d, **static)
             # Fetch the previous chunk while this one computes.
             if pending is not None:
                 pieces.append(_fetch(pending))
-                bar.update(min(step, size - (j - 1) * step))
+                advance(n=min(step, size - (j - 1) * step))
             pending = out
         pieces.append(_fetch(pending))
-        bar.update(size - (n_steps - 1) * step)
-    finally:
-        bar.close()
+        advance(n=size - (n_steps - 1) * step)
 
     out = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0)[:size], *pieces)
     finite = out[1].finite if kind == "signature" else out.finite
@@ -413,6 +340,20 @@ def _batch(kind, phi, params, sigma, mu, rule, chunk_size, mesh, progress, check
             "or pass check_finite=False to get NaN in those rows."
         )
     out = jax.tree_util.tree_map(jnp.asarray, out)
-    if kind == "signature":
-        return Signature(*out[0]), Auxiliary(*out[1])
-    return Moments(*out)
+    return out
+
+
+class _Static:
+    """Wraps an activation for ``jit``'s static arguments, hashed by its function,
+    name and kinks (Activation objects compare by identity, and the CLI or a user
+    may build a new one for the same function on every call)."""
+
+    def __init__(self, value):
+        self.value = value
+        self._key = (value.fn, value.name, tuple(value.kinks))
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Static) and self._key == other._key

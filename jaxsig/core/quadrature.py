@@ -34,7 +34,17 @@ from typing import NamedTuple, Union
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Composite", "GaussHermite", "Line", "Rule", "get_rule", "RULES"]
+__all__ = [
+    "Composite",
+    "GaussHermite",
+    "Line",
+    "Rule",
+    "get_rule",
+    "gaussian_weights",
+    "legendre01",
+    "legendre_tables",
+    "RULES",
+]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
@@ -86,13 +96,20 @@ class Composite:
             raise ValueError(f"order must be at least 2, got {self.order=}")
         if not (self.sigma_min > 0 and self.panel_sigmas > 0):
             raise ValueError(
-                "sigma_min and panel_sigmas must be positive, got "
-                f"{self.sigma_min=}, {self.panel_sigmas=}"
+                f"sigma_min and panel_sigmas must be positive, got {self.sigma_min=}, {self.panel_sigmas=}"
             )
         if not (self.x_max >= 8 and math.log2(self.x_max).is_integer()):
             raise ValueError(f"x_max must be a power of two >= 8, got {self.x_max=}")
         if self.mu_max < 0:
             raise ValueError(f"mu_max must be non-negative, got {self.mu_max=}")
+        uniform_panels = 2.0 * (self.mu_max + 8.0 * self.sigma_min) / (self.panel_sigmas * self.sigma_min)
+        if uniform_panels > 1e5:
+            raise ValueError(
+                f"a grid with sigma_min={self.sigma_min:g} and mu_max={self.mu_max:g} would need "
+                f"{uniform_panels:.3g} uniform panels ({uniform_panels * self.order:.3g} nodes). For a narrow "
+                "density away from 0, shift the activation instead (phi(x + mu) at mu = 0, where the grid is "
+                "refined toward 0), or reduce mu_max."
+            )
         object.__setattr__(self, "kinks", _normal_kinks(self.kinks))
 
     @property
@@ -194,9 +211,7 @@ def get_rule(rule: Union[str, Rule, None]) -> Rule:
             f"unknown quadrature rule {rule!r}; valid names are {sorted(RULES)}, "
             "or pass an instance such as jaxsig.quadrature.GaussHermite(order=128)"
         )
-    raise TypeError(
-        f"rule must be a name or a jaxsig.quadrature rule instance, got {type(rule).__name__}"
-    )
+    raise TypeError(f"rule must be a name or a jaxsig.quadrature rule instance, got {type(rule).__name__}")
 
 
 def _normal_kinks(*groups) -> tuple:
@@ -241,6 +256,21 @@ def _hermite(order: int):
 @functools.lru_cache(maxsize=None)
 def _legendre(order: int):
     return np.polynomial.legendre.leggauss(order)
+
+
+@functools.lru_cache(maxsize=None)
+def legendre01(order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights of ``order`` on ``[0, 1]`` (float64)."""
+    t, w = _legendre(order)
+    return 0.5 * (t + 1.0), 0.5 * w
+
+
+@functools.lru_cache(maxsize=None)
+def legendre_tables(order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes ``t`` on ``[-1, 1]`` and the inverse Vandermonde
+    ``V^-1`` (values at ``t`` -> Legendre coefficients) of ``order`` (float64)."""
+    t, _ = _legendre(order)
+    return t, np.linalg.inv(np.polynomial.legendre.legvander(t, order - 1))
 
 
 @functools.lru_cache(maxsize=None)
@@ -296,9 +326,7 @@ def _line(cfg: Composite, dtype_name: str) -> Line:
     depth = min(min(k_in), 40)
     ks = np.arange(4, depth + 1)
     inner_pts = [(b - 2.0**-ks, b + 2.0**-ks) for b in kinks]
-    pts = np.concatenate(
-        [x_nodes, ladder, -ladder, *(np.concatenate(p) for p in inner_pts)]
-    )
+    pts = np.concatenate([x_nodes, ladder, -ladder, *(np.concatenate(p) for p in inner_pts)])
     wts = np.concatenate([w_nodes, np.zeros(pts.size - x_nodes.size)])
     # Cast first so that sorting and de-duplication see the working precision.
     pts = pts.astype(dtype_name).astype(np.float64)
@@ -310,19 +338,18 @@ def _line(cfg: Composite, dtype_name: str) -> Line:
     w_merged = np.zeros(uniq.sum())
     np.add.at(w_merged, grp, wts)
     pts = pts[uniq]
-    idx = lambda v: int(np.searchsorted(pts, v))  # noqa: E731
+
+    def idx(v):
+        return int(np.searchsorted(pts, v))
+
     lo, hi = idx(-cfg.x_max), idx(cfg.x_max) + 1
     # Index arrays are int32: a NumPy int64 index would not mix with JAX's
     # int32 indices once x64 is switched off in the same process.
     pos = np.array([idx(v) for v in ladder], np.int32)
     neg = np.array([idx(-v) for v in ladder], np.int32)
-    inner = np.array(
-        [[[idx(v) for v in lft], [idx(v) for v in rgt]] for lft, rgt in inner_pts], np.int32
-    )
+    inner = np.array([[[idx(v) for v in lft], [idx(v) for v in rgt]] for lft, rgt in inner_pts], np.int32)
     kink_arr = np.asarray(kinks)
-    split = np.any(
-        (pts[:-1, None] < kink_arr[None, :]) & (pts[1:, None] > kink_arr[None, :]), axis=1
-    )
+    split = np.any((pts[:-1, None] < kink_arr[None, :]) & (pts[1:, None] > kink_arr[None, :]), axis=1)
     edges = _composite_edges(cfg)
     panels = np.searchsorted(pts, x_nodes.astype(dtype_name).astype(np.float64))
     panels = panels.astype(np.int32).reshape(-1, cfg.order)

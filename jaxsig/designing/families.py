@@ -36,7 +36,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import math
 from typing import Any, Callable, Sequence
@@ -47,6 +46,7 @@ import numpy as np
 
 from jaxsig.core import activations as _activations
 from jaxsig.core.activations import SELU_ALPHA, SELU_SCALE, Activation
+from jaxsig.designing.fitting import Fit, fit
 
 __all__ = [
     "Family",
@@ -59,6 +59,8 @@ __all__ = [
     "piecewise_linear",
     "DEFAULT_BASIS",
     "DEFAULT_KNOTS",
+    "Fit",
+    "fit",
 ]
 
 
@@ -148,8 +150,13 @@ def swish_beta() -> Family:
         return _perturb(key, init, n, {"beta": 0.5, "scale": 0.2, "shift": 0.3})
 
     return Family(
-        "swish_beta", _swish_beta, init, (), "scale x sigmoid(beta x) + shift",
-        random_init=random_init, doc=swish_beta.__doc__,
+        "swish_beta",
+        _swish_beta,
+        init,
+        (),
+        "scale x sigmoid(beta x) + shift",
+        random_init=random_init,
+        doc=swish_beta.__doc__,
     )
 
 
@@ -177,8 +184,13 @@ def scaled_elu() -> Family:
         return _perturb(key, init, n, {"lam": 0.2, "alpha": 0.4, "shift": 0.3})
 
     return Family(
-        "scaled_elu", _scaled_elu, init, (0.0,), "lam (x if x > 0 else alpha (exp(x) - 1)) + shift",
-        random_init=random_init, doc=scaled_elu.__doc__,
+        "scaled_elu",
+        _scaled_elu,
+        init,
+        (0.0,),
+        "lam (x if x > 0 else alpha (exp(x) - 1)) + shift",
+        random_init=random_init,
+        doc=scaled_elu.__doc__,
     )
 
 
@@ -187,8 +199,14 @@ def scaled_elu() -> Family:
 # Least-squares fit of GELU on [-4, 4] (weights sqrt(N(0,1) density + 0.02)), see
 # ``rational``; max error 0.022 on [-3, 3]. Order: slope, offset, a0, a1, a2, b1, b2, b4.
 _RATIONAL_GELU = (
-    0.49999987500000, 3.12723258000000, -0.00497674686000, 0.49999889100000,
-    0.45518666000000, 0.0, -1.03841094000000, 0.08898786220000,
+    0.49999987500000,
+    3.12723258000000,
+    -0.00497674686000,
+    0.49999889100000,
+    0.45518666000000,
+    0.0,
+    -1.03841094000000,
+    0.08898786220000,
 )
 
 
@@ -236,19 +254,36 @@ def rational() -> Family:
     Kink at ``0`` (from ``|b1| |x|``).
     """
     s, beta, a0, a1, a2, b1, b2, b4 = _RATIONAL_GELU
-    init = _float_params({
-        "slope": s, "offset": beta, "numerator": [a0, a1, a2], "denominator": [b1, b2, b4],
-    })
+    init = _float_params(
+        {
+            "slope": s,
+            "offset": beta,
+            "numerator": [a0, a1, a2],
+            "denominator": [b1, b2, b4],
+        }
+    )
 
     def random_init(key, n):
-        return _perturb(key, init, n, {
-            "slope": 0.1, "offset": 0.3, "numerator": np.full(3, 0.1), "denominator": np.full(3, 0.1),
-        })
+        return _perturb(
+            key,
+            init,
+            n,
+            {
+                "slope": 0.1,
+                "offset": 0.3,
+                "numerator": np.full(3, 0.1),
+                "denominator": np.full(3, 0.1),
+            },
+        )
 
     return Family(
-        "rational", _rational, init, (0.0,),
+        "rational",
+        _rational,
+        init,
+        (0.0,),
         "(a0 + a1 x + a2 x^2 + s|b2| x^3 + beta|b4| x^4 + s|b4| x^5) / (1 + |b1||x| + |b2| x^2 + |b4| x^4)",
-        random_init=random_init, doc=rational.__doc__,
+        random_init=random_init,
+        doc=rational.__doc__,
     )
 
 
@@ -261,7 +296,7 @@ DEFAULT_BASIS = ("relu", "gelu", "swish", "tanh", "sigmoid", "identity")
 @functools.lru_cache(maxsize=None)
 def _blend(basis: tuple[str, ...]) -> Family:
     acts = [_activations.get(b) for b in basis]
-    fns = [a.fn if a.params is None else a.bind(a.params) for a in acts]
+    fns = list(acts)  # each Activation evaluates with its own default parameters
 
     def fn(x, params):
         w = params["weights"]
@@ -279,8 +314,14 @@ def _blend(basis: tuple[str, ...]) -> Family:
     kinks = tuple(sorted({k for a in acts for k in a.kinks}))
     formula = "shift + " + " + ".join(f"w{k} {b}(x)" for k, b in enumerate(basis))
     return Family(
-        "blend", fn, init, kinks, formula, random_init=random_init,
-        config=(("basis", basis),), doc=blend.__doc__,
+        "blend",
+        fn,
+        init,
+        kinks,
+        formula,
+        random_init=random_init,
+        config=(("basis", basis),),
+        doc=blend.__doc__,
     )
 
 
@@ -356,8 +397,14 @@ def _pwl(knots: tuple[float, ...], monotone: bool) -> Family:
         return _perturb(key, init, n, noise)
 
     return Family(
-        name, fn, init, tuple(knots), formula, random_init=random_init,
-        config=(("knots", tuple(knots)),), doc=piecewise_linear.__doc__,
+        name,
+        fn,
+        init,
+        tuple(knots),
+        formula,
+        random_init=random_init,
+        config=(("knots", tuple(knots)),),
+        doc=piecewise_linear.__doc__,
     )
 
 
@@ -395,17 +442,27 @@ _FACTORIES: dict[str, Callable[..., Family]] = {
     "pwl": lambda knots=DEFAULT_KNOTS: piecewise_linear(knots, monotone=False),
     "pwl_monotone": lambda knots=DEFAULT_KNOTS: piecewise_linear(knots, monotone=True),
 }
-_ALIASES = {"swish": "swish_beta", "selu": "scaled_elu", "elu": "scaled_elu", "pau": "rational",
-            "pade": "rational", "piecewise_linear": "pwl"}
+_ALIASES = {
+    "swish_beta": ("swish",),
+    "scaled_elu": ("selu", "elu"),
+    "rational": ("pau", "pade"),
+    "pwl": ("piecewise_linear",),
+}
+for _name, _factory in _FACTORIES.items():
+    _activations.register_family(_name, _factory, _ALIASES.get(_name, ()))
 
 
 def names() -> list[str]:
     """Names of the built-in families."""
-    return list(_FACTORIES)
+    return _activations.family_names()
 
 
 def get(name, **config) -> Family:
     """The family called ``name`` (a :class:`Family` passes through).
+
+    An explicit family lookup: ``get("selu")`` is the scaled-ELU family. Where a
+    name may be an activation or a family, jaxsig resolves it with
+    :func:`jaxsig.activations.resolve` (activations first).
 
     Args:
       name: one of :func:`names` (aliases: ``pau``, ``pade``, ``selu``, ...).
@@ -418,16 +475,4 @@ def get(name, **config) -> Family:
     """
     if isinstance(name, Family):
         return name
-    if not isinstance(name, str):
-        raise TypeError(f"family must be a name or a jaxsig.families.Family, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in _FACTORIES:
-        close = difflib.get_close_matches(key, list(_FACTORIES) + list(_ALIASES), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown family {name!r}.{hint} Valid families: {', '.join(names())}.")
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    try:
-        return _FACTORIES[key](**config)
-    except TypeError as e:
-        raise TypeError(f"family {key!r} does not take options {sorted(config)}: {e}") from None
+    return _activations.family(name, **config)

@@ -8,13 +8,20 @@ any:
 >>> import jaxsig                                              # doctest: +SKIP
 >>> res = jaxsig.design("rational", ["g2 <= 0.8", "tv < 5", "c < inf", "m2 == 1"])
 >>> res.feasible, res.activation                               # doctest: +SKIP
+>>> selu = jaxsig.design("scaled_elu", ["m1 == 0", "m2 == 1"], fixed={"shift": 0.0})  # doctest: +SKIP
+>>> edge = jaxsig.design("swish_beta", ["m1 == 0", "chi1 == 1"], q=1.0, sigma_b2=0.1)  # doctest: +SKIP
 
-The method, in five steps:
+The method, in six steps:
 
 1. **Starts.** Restart 0 is the family's default ``init_params``; the others
-   are ``family.random_init(key, restarts - 1)`` with ``key = PRNGKey(seed)``,
-   so a result is reproducible from its seed.
-2. **Augmented Lagrangian** (Powell–Hestenes–Rockafellar). With weighted
+   are ``family.random_init(key, restarts - 1)`` with ``key = jax.random.key(seed)``,
+   so a result is reproducible from its seed. Every start is projected onto the
+   parameter constraints (step 2).
+2. **Parameter constraints.** ``fixed={"shift": 0.0}`` holds a parameter at a
+   value, exactly; ``bounds={"alpha": (0, 3)}`` keeps it in ``[0, 3]``, exactly.
+   Both by projection (:mod:`jaxsig.designing.constraints`): the optimizer
+   minimises ``L(P(theta))`` and every iterate is projected, ``theta <- P(theta)``.
+3. **Augmented Lagrangian** (Powell–Hestenes–Rockafellar). With weighted
    residuals ``r_i`` (``v - b`` for ``<=`` and ``==``, ``b - v`` for ``>=``),
    each round minimises
 
@@ -22,34 +29,49 @@ The method, in five steps:
    + sum_ineq (max(0, lam_i + rho r_i)^2 - lam_i^2) / (2 rho)``
 
    (``f`` the weighted objectives) by ``steps // rounds`` optax steps (adam by
-   default), then updates ``lam_i <- lam_i + rho r_i`` (equalities),
+   default; any ``optax.GradientTransformation``: each step calls
+   ``update(grads, state, params, value=L, grad=grads, value_fn=L)``, the
+   keyword arguments of ``optax.GradientTransformationExtraArgs``, so
+   ``optax.lbfgs()`` and ``optax.contrib.reduce_on_plateau`` work as written;
+   plain transformations are wrapped by ``optax.with_extra_args_support``), then
+   updates ``lam_i <- lam_i + rho r_i`` (equalities),
    ``lam_i <- max(0, lam_i + rho r_i)`` (inequalities) and multiplies ``rho``
    by 10 when the constraint violation did not fall below a quarter of the last
    round's. A round is one ``jit``-compiled ``lax.scan``, all restarts at once
-   under ``vmap``; bounds, weights and sigmas are traced, so new target values
-   never recompile.
-3. **Lazy non-Gaussian targets.** ``tv``, ``c``, slopes and intercepts need the
-   full :func:`jaxsig.signature` (second derivatives, ladders), Gaussian ones
-   only :func:`jaxsig.moments` (about 4x cheaper to run and over 10x cheaper to
-   compile).
+   under ``vmap``; bounds, weights, sigmas, the operating point ``(q, sigma_b2)``
+   and the parameter constraints are traced, so new values never recompile.
+4. **Lazy non-Gaussian targets.** ``tv``, ``c``, slopes and intercepts need the
+   full :func:`jaxsig.signature` (second derivatives, ladders), Gaussian and
+   mean-field ones only :func:`jaxsig.moments` (about 4x cheaper to run and over
+   10x cheaper to compile; ``xi_c`` adds a 2-D quadrature and a root solve).
    Inequalities on non-Gaussian components join the inner loop only once some
    restart comes within ``10 %`` of ``1 + |bound|`` of violating them (checked
    after every round); until then the inner loop uses moments alone.
    Equalities and objectives on them are in from the start.
-4. **Polish.** Adam leaves residuals of ~1e-4. A few Gauss–Newton projection
-   steps ``theta <- theta - J^+ r`` on the active set (equalities, and
+5. **Polish.** Adam leaves residuals of ~1e-4. A few Gauss–Newton projection
+   steps ``theta <- P(theta - J^+ r)`` on the active set (equalities, and
    inequalities within ``1e-3 (1 + |b|)`` of their bound, which are aimed
    ``0.1 sqrt(eps) (1 + |b|)`` inside it) bring equalities to ~1e-15 in
-   float64. ``J`` is the forward-mode Jacobian of the targeted components and
-   ``J^+`` its pseudo-inverse (the minimum-norm step, which stays close to the
-   Lagrangian's optimum); the best iterate by violation is kept.
-5. **Selection.** Every polished restart is re-evaluated with
-   :func:`jaxsig.signature`. Feasible means every target holds (equalities to
+   float64. ``J`` is the forward-mode Jacobian of the targeted values with the
+   columns of fixed parameters, and of bounded ones that the step would push
+   through their bound, removed; ``J^+`` is its pseudo-inverse (the
+   minimum-norm step, which stays close to the Lagrangian's optimum); the best
+   iterate by violation is kept.
+6. **Selection.** Every polished restart is re-evaluated outside ``jit``.
+   Feasible means every target holds (equalities to
    ``eq_tol``: ``1e-8`` in float64, ``1e-4`` in float32; inequalities with
    margin ``>= 0``, strictly for ``<``, ``>``; finiteness checks). The best
    feasible restart (lowest objective, then lowest index) is returned; if none
    is feasible, the one with the least weighted violation, with
    ``feasible=False``.
+
+Mean-field targets (``chi1 q_star dV xi_q xi_c``) are read at the
+variance-preserving initialisation for ``q`` and ``sigma_b2``
+(:mod:`jaxsig.designing.network`). At ``sigma_b2 = 0`` a mean-zero activation
+has ``chi1 >= 1`` by the Gaussian Poincaré inequality, with equality only for
+linear ``phi``: asking for ``"m1 == 0"`` with ``chi1 < 1`` there is
+infeasible, and :func:`design` warns and records the reason in
+``DesignResult.notes`` (:func:`jaxsig.targets.poincare_note`).
 
 Gradients of the non-smooth components. ``tv`` is a partition sum
 ``sum |phi'(x_{i+1}) - phi'(x_i)|`` in which the interior extrema of ``phi'``
@@ -72,14 +94,12 @@ step.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import json
 import math
 import sys
-from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+import warnings
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -87,34 +107,20 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from jaxsig._version import __version__
+from jaxsig.core import _progress
 from jaxsig.core import activations as _activations
+from jaxsig.core.signature import FIELDS, Signature, signature
+from jaxsig.designing import constraints as _constraints
 from jaxsig.designing import families as _families
 from jaxsig.designing import targets as _targets
-from jaxsig.core.signature import FIELDS, Signature, moments, signature
+from jaxsig.designing.evaluation import Evaluation, evaluate_restarts, near_lazy
+from jaxsig.designing.result import DesignResult, History
 
 __all__ = ["design", "DesignResult", "History", "default_optimizer"]
 
-_FORMAT = "jaxsig.DesignResult/1"
-_GAUSSIAN_INDEX = np.array([_targets.COMPONENTS.index(c) for c in _targets.GAUSSIAN], np.int32)
 _RHO0, _RHO_GROWTH, _RHO_MAX = 10.0, 10.0, 1e8
-_NEAR = 0.1  # lazy targets join the inner loop within 10 % of (1 + |bound|)
 _ACTIVE = 1e-3  # the polish treats inequalities within 1e-3 (1 + |b|) as active
-
-
-class History(NamedTuple):
-    """Search history, one row per round (and a last one after the polish).
-
-    Attributes:
-      step: optimizer steps done at the end of each row, ``(K,)``.
-      violation: weighted total violation ``sum_i w_i viol_i`` per restart, ``(K, R)``.
-      objective: weighted objective per restart, ``(K, R)`` (0 without objectives).
-      rho: penalty parameter per restart, ``(K, R)``.
-    """
-
-    step: np.ndarray
-    violation: np.ndarray
-    objective: np.ndarray
-    rho: np.ndarray
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,6 +132,12 @@ def default_optimizer(learning_rate: float = 0.02, steps: int = 500) -> optax.Gr
     """
     schedule = optax.cosine_decay_schedule(learning_rate, max(int(steps), 1), alpha=0.05)
     return optax.adam(schedule)
+
+
+@functools.lru_cache(maxsize=64)
+def _with_extra_args(optimizer) -> optax.GradientTransformationExtraArgs:
+    """``optax.with_extra_args_support``, cached so that the compiled search is reused per optimizer."""
+    return optax.with_extra_args_support(optimizer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +174,7 @@ def _rows(problem: _Problem, arrays, dtype):
     """Masks of the rows the compiled search uses: ``(eq, ineq, sign, b)``."""
     op = jnp.asarray(arrays.op)
     b = jnp.asarray(arrays.value, dtype)
-    usable = jnp.ones(op.shape, bool) if problem.full else jnp.isin(jnp.asarray(arrays.index), _GAUSSIAN_INDEX)
+    usable = jnp.ones(op.shape, bool) if problem.full else jnp.asarray(arrays.cheap)
     finite_b = jnp.isfinite(b)
     upper = ((op == _targets.LE) | (op == _targets.LT)) & finite_b & usable
     lower = ((op == _targets.GE) | (op == _targets.GT)) & finite_b & usable
@@ -185,24 +197,32 @@ def _lagrangian(problem, arrays, v, lam, rho):
     return f + jnp.sum(l_eq) + jnp.sum(l_in), (r, eq, ineq)
 
 
+def _finite(tree):
+    return jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), tree)
+
+
 @functools.partial(jax.jit, static_argnums=0)
-def _round(problem: _Problem, state: _State, arrays):
+def _round(problem: _Problem, state: _State, arrays, box):
     """One augmented-Lagrangian round for every restart: ``problem.inner`` steps, then the multipliers."""
 
     def one(params, opt_state, lam, rho, prev):
         def loss(p):
-            v = _values(problem, p, arrays)
+            v = _values(problem, _constraints.project(box, p), arrays)
             L, _ = _lagrangian(problem, arrays, v, lam, rho)
             return L, v
 
+        def value_fn(p):
+            return loss(p)[0]
+
         def step(carry, _):
             p, s, _ = carry
-            (_, v), g = jax.value_and_grad(loss, has_aux=True)(p)
-            g = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), g)
-            updates, s = problem.optimizer.update(g, s, p)
-            return (optax.apply_updates(p, updates), s, v), None
+            (L, v), g = jax.value_and_grad(loss, has_aux=True)(p)
+            g = _finite(g)
+            updates, s = problem.optimizer.update(g, s, p, value=L, grad=g, value_fn=value_fn)
+            p = _constraints.project(box, optax.apply_updates(p, _finite(updates)))
+            return (p, s, v), None
 
-        v0 = jnp.zeros(jnp.shape(arrays.index), lam.dtype)
+        v0 = jnp.zeros(jnp.shape(arrays.op), lam.dtype)
         (p, s, v), _ = jax.lax.scan(step, (params, opt_state, v0), None, length=problem.inner)
         # Multipliers from the values of the last step (one optimizer step stale).
         _, (r, eq, ineq) = _lagrangian(problem, arrays, v, lam, rho)
@@ -216,13 +236,35 @@ def _round(problem: _Problem, state: _State, arrays):
     return jax.vmap(one)(state.params, state.opt_state, state.lam, state.rho, state.viol)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _polish(problem: _Problem, params, arrays, iterations: int):
+def _gauss_newton_step(A, rhs, x, free, lo, hi):
+    """``x - dx``, ``dx = A^+ rhs`` over the free columns, projected onto ``[lo, hi]``.
+
+    A second solve drops the columns of entries on a bound that the first step
+    pushes through it (they stay on the bound).
+    """
+
+    def solve(cols):
+        dx = jnp.linalg.pinv(jnp.where(cols[None, :], A, 0.0)) @ rhs
+        # A trust region of one unit: far steps mean a singular or wrong model.
+        norm = jnp.sqrt(jnp.sum(dx * dx))
+        dx = dx * jnp.minimum(1.0, 1.0 / jnp.where(norm > 0, norm, 1.0))
+        return jnp.where(jnp.all(jnp.isfinite(dx)), jnp.where(cols, dx, 0.0), 0.0)
+
+    dx = solve(free)
+    blocked = ((x <= lo) & (x - dx < lo)) | ((x >= hi) & (x - dx > hi))
+    dx = jnp.where(jnp.any(blocked), solve(free & ~blocked), dx)
+    return jnp.clip(x - dx, lo, hi)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _polish(problem: _Problem, params, arrays, box, iterations: int):
     """Gauss–Newton projection onto the active constraints, for every restart."""
 
     def one(params):
         x0, unravel = ravel_pytree(params)
         dtype = x0.dtype
+        free = ravel_pytree(box.free)[0].astype(bool)
+        lo, hi = (ravel_pytree(t)[0].astype(dtype) for t in (box.lo, box.hi))
         eq, ineq, sign, b = _rows(problem, arrays, dtype)
         delta = 0.1 * math.sqrt(float(jnp.finfo(dtype).eps)) * (1.0 + jnp.abs(b))
         scale = 1.0 + jnp.abs(b)
@@ -248,12 +290,7 @@ def _polish(problem: _Problem, params, arrays, iterations: int):
             active = (eq | (ineq & (r > -_ACTIVE * scale))) & jnp.isfinite(v) & jnp.all(jnp.isfinite(J), axis=1)
             rhs = jnp.where(active, jnp.where(eq, r, r + delta), 0.0)
             A = jnp.where(active[:, None], sign[:, None] * J, 0.0)
-            dx = jnp.linalg.pinv(A) @ rhs
-            # A trust region of one unit: far steps mean a singular or wrong model.
-            norm = jnp.sqrt(jnp.sum(dx * dx))
-            dx = dx * jnp.minimum(1.0, 1.0 / jnp.where(norm > 0, norm, 1.0))
-            dx = jnp.where(jnp.all(jnp.isfinite(dx)), dx, 0.0)
-            return (x - dx, best_x, best), sc
+            return (_gauss_newton_step(A, rhs, x, free, lo, hi), best_x, best), sc
 
         init = (x0, x0, jnp.asarray(jnp.inf, dtype))
         (x, best_x, best), _ = jax.lax.scan(body, init, None, length=iterations)
@@ -264,353 +301,19 @@ def _polish(problem: _Problem, params, arrays, iterations: int):
     return jax.vmap(one)(params)
 
 
-# --- Evaluation outside jit -------------------------------------------------------------
-
-
-class _Evaluation(NamedTuple):
-    """Every restart judged against the targets (NumPy, leading axis: restarts)."""
-
-    values: np.ndarray  # (R, T) component values
-    signatures: list  # (9,) signature at the default sigma per restart, or None
-    feasible: np.ndarray  # (R,)
-    violation: np.ndarray  # (R,) weighted finite violations
-    failed_checks: np.ndarray  # (R,) number of infinite violations
-    objective: np.ndarray  # (R,)
-    satisfied: np.ndarray  # (R, T)
-    margins: np.ndarray  # (R, T)
-
-    def worse_than(self, other: "_Evaluation") -> np.ndarray:
-        """Restarts where ``self`` is worse: infeasible where ``other`` is feasible, or
-        infeasible in both with more failed checks or a larger violation."""
-        more = (self.failed_checks > other.failed_checks) | (
-            (self.failed_checks == other.failed_checks) & (self.violation > other.violation)
-        )
-        return ~self.feasible & (other.feasible | more)
-
-    def where(self, mask: np.ndarray, other: "_Evaluation") -> "_Evaluation":
-        """``other`` on the restarts in ``mask``, ``self`` elsewhere."""
-        pick = lambda a, b: np.where(mask.reshape((-1,) + (1,) * (np.ndim(a) - 1)), b, a)  # noqa: E731
-        fields = [pick(a, b) for a, b in zip(self, other)]
-        fields[1] = [b if m else a for a, b, m in zip(self.signatures, other.signatures, mask)]
-        return _Evaluation(*fields)
-
-    def best(self) -> int:
-        """The best feasible restart (lowest objective, then lowest index), else the
-        closest: fewest failed checks, then least weighted violation."""
-        if self.feasible.any():
-            return int(np.argmin(np.where(self.feasible, self.objective, np.inf)))
-        n = self.feasible.size
-        return int(np.lexsort((np.arange(n), self.violation, self.failed_checks))[0])
-
-
-@jax.jit
-def _summaries(arrays, values, eq_tol):
-    one = lambda v: (  # noqa: E731
-        _targets.satisfied(arrays, v, eq_tol=eq_tol),
-        _targets.violations_of(arrays, v),
-        _targets.objective(arrays, v),
-        _targets.margins(arrays, v),
-    )
-    return jax.vmap(one)(values)
-
-
-def _evaluate(act, params, targets, rule, eq_tol, full) -> _Evaluation:
-    """Values (and, with ``full``, signatures) of each restart, outside ``jit``.
-
-    Gaussian components come from :func:`jaxsig.moments` at the targets' input
-    scales; with ``full``, the sigma-independent ones (and the signature) from
-    one :func:`jaxsig.signature` call at the scalar default sigma, the shape
-    every other caller uses, so its compilation is shared.
-    """
-    params = jax.tree_util.tree_map(np.asarray, params)
-    n = jax.tree_util.tree_leaves(params)[0].shape[0]
-    dtype = jax.tree_util.tree_leaves(params)[0].dtype
-    sig_t = np.asarray(targets.arrays.sigma, dtype)
-    values, sigs = [], []
-    for i in range(n):
-        p = jax.tree_util.tree_map(lambda x: x[i], params)
-        try:
-            tables = [moments(act, sig_t, params=p, rule=rule)]
-            sig = None
-            if full:
-                s, aux = signature(act, np.asarray(targets.sigma, dtype), params=p, rule=rule, with_aux=True)
-                sig = np.array(s)
-                # The sigma-independent components from the signature, broadcast over the
-                # targets; the Gaussian ones from the moments (later tables win in pick).
-                wide = lambda t: type(t)(*(np.broadcast_to(np.asarray(f), sig_t.shape) for f in t))  # noqa: E731
-                tables = [wide(s), wide(aux), *tables]
-            values.append(np.asarray(_targets.pick(targets.arrays, *tables)))
-            sigs.append(sig)
-        except (ValueError, FloatingPointError):
-            # phi overflowed at these parameters (the core refuses them): an infeasible point.
-            values.append(np.full(len(targets), np.nan))
-            sigs.append(np.full(len(FIELDS), np.nan) if full else None)
-    values = np.stack(values)
-    arr = targets.arrays
-    dev = _targets.TargetArrays(*(jnp.asarray(a) for a in arr))
-    sat, viol, obj, marg = (np.asarray(x) for x in _summaries(dev, jnp.asarray(values), eq_tol))
-    return _Evaluation(
-        values=values,
-        signatures=sigs,
-        feasible=np.all(sat, axis=1),
-        violation=np.sum(arr.weight * np.where(np.isfinite(viol), viol, 0.0), axis=1),
-        failed_checks=np.sum(~np.isfinite(viol), axis=1),
-        objective=obj,
-        satisfied=sat,
-        margins=marg,
-    )
-
-
-def _near_lazy(targets, values):
-    """Whether a lazily handled (non-Gaussian, finite-bound) inequality is near or over its bound."""
-    for i, spec in enumerate(targets.specs):
-        if spec.component in _targets.GAUSSIAN or spec.is_check or spec.op in ("minimize", "maximize", "=="):
-            continue
-        v = values[:, i]
-        r = (v - spec.value) if spec.op in ("<", "<=") else (spec.value - v)
-        # NaN (a restart whose phi overflowed) says nothing about this target.
-        if np.any(np.isinf(r) | (r > -_NEAR * (1.0 + abs(spec.value)))):
-            return True
-    return False
-
-
-# --- Result ------------------------------------------------------------------------------
-
-
-def _num(v):
-    v = float(v)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
-
-
-def _unnum(v):
-    return float(v) if isinstance(v, str) else v
-
-
-def _from_lists(tree):
-    return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree, is_leaf=lambda x: isinstance(x, list))
-
-
-def _tree_to_json(tree):
-    return jax.tree_util.tree_map(lambda x: np.asarray(x).tolist(), tree)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class DesignResult:
-    """The outcome of :func:`design`.
-
-    Attributes:
-      family: the searched :class:`~jaxsig.families.Family` (or Activation).
-      params: the chosen parameters (NumPy pytree).
-      targets: the :class:`~jaxsig.targets.Targets`.
-      feasible: whether every target holds at ``params``.
-      values: each target's component value, ``(T,)``.
-      margins: each target's margin (``>= 0`` satisfied; ``nan`` for objectives).
-      satisfied: each target's verdict, ``(T,)`` bool.
-      signature: the :class:`~jaxsig.Signature` of the designed activation at
-        ``targets.sigma`` (floats).
-      objective: the weighted objective (0 without objectives).
-      violation: the weighted total violation ``sum_i w_i viol_i`` (finite part).
-      restart: index of the chosen restart (0: the default start).
-      history: :class:`History`.
-      seed, steps, restarts, rounds: search settings.
-      eq_tol: tolerance used for equalities.
-      dtype: working precision.
-      optimizer: description of the optimizer.
-      version: jaxsig version that produced it.
-    """
-
-    family: Any
-    params: Any
-    targets: _targets.Targets
-    feasible: bool
-    values: np.ndarray
-    margins: np.ndarray
-    satisfied: np.ndarray
-    signature: Optional[Signature]
-    objective: float
-    violation: float
-    restart: int
-    history: History
-    seed: int
-    steps: int
-    restarts: int
-    rounds: int
-    eq_tol: float
-    dtype: str
-    optimizer: str
-    version: str
-
-    @property
-    def sigma(self) -> float:
-        """Default input scale of the targets."""
-        return self.targets.sigma
-
-    @property
-    def activation(self) -> _activations.Activation:
-        """The designed activation: the family's function with ``params``."""
-        fam = self.family
-        if isinstance(fam, _families.Family):
-            return fam.activation(self.params)
-        return dataclasses.replace(fam, params=self.params)
-
-    def summary(self) -> str:
-        """A table of targets with values, margins and verdicts, and the parameters."""
-        head = "feasible" if self.feasible else "INFEASIBLE (closest point found)"
-        lines = [
-            f"DesignResult: {head}; family {self.family.name!r}, restart {self.restart} of "
-            f"{self.restarts}, seed {self.seed}, {self.steps} steps, {self.dtype}",
-        ]
-        width = max(len(t) for t in self.targets.texts)
-        lines.append(f"  {'target':<{width}}  {'value':>22}  {'margin':>10}  ok")
-        for text, v, m, ok in zip(self.targets.texts, self.values, self.margins, self.satisfied):
-            mtxt = "" if np.isnan(m) else f"{m + 0.0:10.3g}"  # + 0.0: print -0 as 0
-            lines.append(f"  {text:<{width}}  {float(v):>22.16g}  {mtxt:>10}  {'yes' if ok else 'NO'}")
-        if self.signature is not None:
-            sig = ", ".join(f"{k}={float(v):.6g}" for k, v in self.signature._asdict().items())
-            lines.append(f"  signature at sigma={self.sigma:g}: {sig}")
-        flat = jax.tree_util.tree_map(lambda x: np.round(np.asarray(x, float), 6).tolist(), self.params)
-        lines.append(f"  params: {flat}")
-        return "\n".join(lines)
-
-    __str__ = summary
-
-    def to_dict(self) -> dict:
-        """A JSON-able dict; non-finite numbers are the strings ``"inf"``, ``"-inf"``, ``"nan"``."""
-        fam = self.family
-        spec = fam.spec() if isinstance(fam, _families.Family) else {"name": fam.name, "config": {}}
-        spec["kind"] = "family" if isinstance(fam, _families.Family) else "activation"
-        report = [
-            {"target": t, "value": _num(v), "margin": _num(m), "satisfied": bool(ok)}
-            for t, v, m, ok in zip(self.targets.texts, self.values, self.margins, self.satisfied)
-        ]
-        nums = lambda a: jax.tree_util.tree_map(_num, np.asarray(a).tolist())  # noqa: E731
-        return {
-            "format": _FORMAT,
-            "jaxsig_version": self.version,
-            "family": spec,
-            "params": _tree_to_json(self.params),
-            "targets": list(self.targets.texts),
-            "sigma": self.sigma,
-            "feasible": bool(self.feasible),
-            "report": report,
-            "signature": None if self.signature is None else {k: _num(v) for k, v in self.signature._asdict().items()},
-            "objective": _num(self.objective),
-            "violation": _num(self.violation),
-            "restart": int(self.restart),
-            "search": {
-                "seed": self.seed, "steps": self.steps, "restarts": self.restarts, "rounds": self.rounds,
-                "eq_tol": self.eq_tol, "dtype": self.dtype, "optimizer": self.optimizer,
-            },
-            "history": {k: nums(getattr(self.history, k)) for k in History._fields},
-        }
-
-    def save(self, path) -> Path:
-        """Write :meth:`to_dict` as standard JSON (no NaN/Infinity literals) to ``path``."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
-        return path
-
-    @classmethod
-    def from_dict(cls, d: dict, family=None) -> "DesignResult":
-        """Rebuild a result from :meth:`to_dict`; the family is rebuilt by name unless given."""
-        if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            raise ValueError(f"not a saved DesignResult (expected format {_FORMAT!r})")
-        spec = d["family"]
-        if family is None:
-            try:
-                if spec.get("kind") == "activation":
-                    family = _activations.get(spec["name"])
-                else:
-                    family = _families.get(spec["name"], **spec.get("config", {}))
-            except KeyError as e:
-                raise ValueError(
-                    f"cannot rebuild {spec['name']!r}: {e.args[0]} Pass family= to load()."
-                ) from None
-            if jax.tree_util.tree_structure(_from_lists(d["params"])) != jax.tree_util.tree_structure(family.params):
-                raise ValueError(
-                    f"the saved parameters do not fit the registered {spec['name']!r} (its parameters are "
-                    f"{family.params}); pass the activation that was designed as family= to load()."
-                )
-        targets = _targets.parse_targets(d["targets"], sigma=d["sigma"])
-        params = _from_lists(d["params"])
-        arr = lambda key: np.array([_unnum(r[key]) for r in d["report"]], np.float64)  # noqa: E731
-        hist = d["history"]
-        unn = lambda a: np.asarray(jax.tree_util.tree_map(_unnum, a), np.float64)  # noqa: E731
-        sig = d["signature"]
-        s = d["search"]
-        return cls(
-            family=family,
-            params=params,
-            targets=targets,
-            feasible=bool(d["feasible"]),
-            values=arr("value"),
-            margins=arr("margin"),
-            satisfied=np.array([bool(r["satisfied"]) for r in d["report"]]),
-            signature=None if sig is None else Signature(**{k: float(_unnum(sig[k])) for k in FIELDS}),
-            objective=float(_unnum(d["objective"])),
-            violation=float(_unnum(d["violation"])),
-            restart=int(d["restart"]),
-            history=History(*(unn(hist[k]) for k in History._fields)),
-            seed=s["seed"], steps=s["steps"], restarts=s["restarts"], rounds=s["rounds"],
-            eq_tol=s["eq_tol"], dtype=s["dtype"], optimizer=s["optimizer"], version=d["jaxsig_version"],
-        )
-
-    @classmethod
-    def load(cls, path, family=None) -> "DesignResult":
-        """Read a result written by :meth:`save`.
-
-        Args:
-          path: the JSON file.
-          family: the family or activation, if it is not a built-in one (the
-            file stores its name and configuration only).
-        """
-        return cls.from_dict(json.loads(Path(path).read_text()), family=family)
-
-
-# --- Progress ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _progress(total: int, enabled: bool) -> Iterator[Callable[[str], None]]:
-    """``advance(label)`` after each of ``total`` units: a rich progress bar on stderr
-    (``pip install jaxsig[cli]``), or nothing when disabled or rich is missing."""
-    if enabled:
-        try:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        except ImportError:
-            enabled = False
-    if not enabled:
-        yield lambda label: None
-        return
-    cols = (TextColumn("design {task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*cols, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("", total=total)
-        yield lambda label: bar.update(task, advance=1, description=label)
-
-
 # --- design -------------------------------------------------------------------------------------
 
 
 def _as_family(family):
-    if isinstance(family, _families.Family):
-        return family
-    if isinstance(family, str):
-        try:
-            return _families.get(family)
-        except KeyError as err:
-            try:  # a registered activation with parameters, e.g. "softplus_beta"
-                family = _activations.get(family)
-            except KeyError:
-                raise err from None
+    """A family or a parametrised activation to design, resolved by the one name
+    resolver (:func:`jaxsig.activations.resolve`, families first)."""
+    name = family if isinstance(family, str) else None
+    if name is not None:
+        family = _activations.resolve(name, prefer="family")
     if isinstance(family, _activations.Activation):
         if family.params is None:
             raise ValueError(
-                f"activation {family.name!r} has no parameters to design; pick a family from "
+                f"activation {family.name!r} has no parameters to design. Pick a family from "
                 f"jaxsig.families.names(): {', '.join(_families.names())}"
             )
         return family
@@ -631,12 +334,107 @@ def _starts(fam, init_params, restarts, key, dtype):
         # Generic restarts: 10 % relative noise (plus 0.1 absolute) around the start.
         leaves, treedef = jax.tree_util.tree_flatten(base)
         keys = jax.random.split(key, len(leaves))
-        rand = jax.tree_util.tree_unflatten(treedef, [
-            x + (0.1 + 0.1 * jnp.abs(x)) * jax.random.normal(k, (restarts - 1,) + x.shape, dtype)
-            for k, x in zip(keys, leaves)
-        ])
+        rand = jax.tree_util.tree_unflatten(
+            treedef,
+            [
+                x + (0.1 + 0.1 * jnp.abs(x)) * jax.random.normal(k, (restarts - 1,) + x.shape, dtype)
+                for k, x in zip(keys, leaves)
+            ],
+        )
     rand = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), rand)
     return jax.tree_util.tree_map(lambda a, r: jnp.concatenate([a[None], r]), base, rand)
+
+
+def _check_settings(steps, restarts, rounds, polish_steps, seed, optimizer):
+    for name, v, lo in (
+        ("steps", steps, 1),
+        ("restarts", restarts, 1),
+        ("rounds", rounds, 1),
+        ("polish_steps", polish_steps, 0),
+    ):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {name}={v!r}")
+    if rounds > steps:
+        raise ValueError(f"rounds ({rounds}) must not exceed steps ({steps}): each round takes steps // rounds steps")
+    if not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Search:
+    """What one :func:`design` call works with (Python level; not a pytree)."""
+
+    fam: Any
+    targets: Any
+    arrays: Any  # TargetArrays in the working dtype
+    box: Any  # constraints.Box in the working dtype
+    rule: Any
+    eq_tol: float
+    optimizer: Any  # with extra-args support
+    inner: int
+    rounds: int
+
+    def problem(self, full, optimizer=True):
+        # The polish does not depend on the optimizer: leave it out of its compilation key.
+        opt, inner = (self.optimizer, self.inner) if optimizer else (None, 0)
+        return _Problem(self.fam.fn, tuple(self.fam.kinks), self.rule, full, opt, inner)
+
+    def judge(self, params, full=None) -> Evaluation:
+        full = self.targets.needs_signature if full is None else full
+        return evaluate_restarts(self.fam, params, self.targets, self.rule, self.eq_tol, full)
+
+
+def _run_rounds(job: _Search, state: _State, progress: bool):
+    """The augmented-Lagrangian rounds (steps 3-4); returns ``(state, evaluation, history, full)``."""
+    tg = job.targets
+    cheap = tg.arrays.cheap
+    # Which rows the inner loop differentiates: see step 4 of the module docstring.
+    full = any(not cheap[i] and s.op in ("==", "minimize", "maximize") for i, s in enumerate(tg))
+    if tg.needs_signature and not full:
+        full = near_lazy(tg, job.judge(state.params).values)
+    history = []
+    with _progress.progress(job.rounds + 1, progress, "jaxsig design") as advance:
+        for k in range(job.rounds):
+            state = _round(job.problem(full), state, job.arrays, job.box)
+            ev = job.judge(state.params)
+            history.append(((k + 1) * job.inner, ev, state.rho))
+            full = full or (tg.needs_signature and near_lazy(tg, ev.values))
+            advance(f"round {k + 1}/{job.rounds}, min violation {np.min(ev.violation):.2e}")
+    return state, ev, history, full
+
+
+def _run_polish(job: _Search, state: _State, ev: Evaluation, full: bool, steps: int):
+    """The Gauss–Newton polish (step 5), kept per restart only where it does not make things worse."""
+    params = _polish(job.problem(full, False), state.params, job.arrays, job.box, steps)
+    polished = job.judge(params)
+    if job.targets.needs_signature and not full and not polished.feasible.any():
+        # A lazily handled constraint became active in the polish: redo it with all rows.
+        params = _polish(job.problem(True, False), state.params, job.arrays, job.box, steps)
+        polished = job.judge(params)
+    worse = polished.worse_than(ev)
+    params = jax.tree_util.tree_map(
+        lambda a, b: jnp.where(worse.reshape((-1,) + (1,) * (a.ndim - 1)), b, a), params, state.params
+    )
+    return params, polished.where(worse, ev)
+
+
+def _winner_signature(fam, params, sigma, rule) -> Signature:
+    try:
+        sig = signature(fam, np.asarray(sigma, jax.tree_util.tree_leaves(params)[0].dtype), params=params, rule=rule)
+        return Signature(*(float(x) for x in sig))
+    except (ValueError, FloatingPointError):
+        return Signature(*([math.nan] * len(FIELDS)))
+
+
+def _history(history) -> History:
+    return History(
+        step=np.array([h[0] for h in history]),
+        violation=np.stack([np.where(h[1].failed_checks > 0, np.inf, h[1].violation) for h in history]),
+        objective=np.stack([h[1].objective for h in history]),
+        rho=np.stack([np.asarray(h[2]) for h in history]),
+    )
 
 
 def design(
@@ -644,6 +442,10 @@ def design(
     targets,
     *,
     sigma: float = 1.0,
+    q: float = 1.0,
+    sigma_b2: float = 0.0,
+    fixed: Optional[dict] = None,
+    bounds: Optional[dict] = None,
     steps: int = 500,
     restarts: int = 8,
     rounds: int = 10,
@@ -657,22 +459,37 @@ def design(
 ) -> DesignResult:
     """Search a parametrised family for an activation whose signature meets ``targets``.
 
+    (Long by design: the search's steps in order, each a call to a helper below.)
+
     Args:
       family: a family name (:func:`jaxsig.families.names`), a
         :class:`~jaxsig.families.Family`, or any
         :class:`~jaxsig.Activation` with ``params``.
       targets: target text(s) or :class:`~jaxsig.targets.Targets`, e.g.
-        ``["g2 <= 0.8", "tv < 5", "c < inf", "m2 == 1"]`` (grammar:
-        :data:`jaxsig.targets.GRAMMAR`).
+        ``["g2 <= 0.8", "tv < 5", "c < inf", "m2 == 1"]``, ``["m1 == 0",
+        "chi1 == 1"]`` or ``"g2^2 / m2 == 1"`` (grammar: :data:`jaxsig.targets.GRAMMAR`).
       sigma: input scale of Gaussian components given without ``@``.
+      q: pre-activation variance of the operating point of the mean-field
+        targets (``chi1 q_star dV xi_q xi_c``): the variance-preserving
+        initialisation ``sW^2 = (q - sigma_b2) / m2(sqrt q)``.
+      sigma_b2: bias variance of that operating point (``0 <= sigma_b2 < q``).
+        At ``0``, ``m1 == 0`` forces ``chi1 >= 1`` (Gaussian Poincaré
+        inequality; equality only for linear ``phi``): a warning says so.
+      fixed: ``{name: value}``: parameters held at a value (not optimised);
+        a name is a parameter (``"shift"``), an entry (``"numerator[1]"``) or a
+        nested path (:func:`jaxsig.designing.constraints.names`).
+      bounds: ``{name: (lo, hi)}``: parameters kept in ``[lo, hi]`` (exactly,
+        by projection; ``-inf``/``inf`` for one-sided bounds).
       steps: optimizer steps per restart, split evenly over ``rounds``.
       restarts: number of starting points optimised together (``vmap``);
         restart 0 is the family's default start.
       rounds: augmented-Lagrangian rounds (multiplier updates).
       seed: seed of the random restarts.
-      optimizer: an optax transformation (default :func:`default_optimizer`,
-        adam with cosine decay). The compiled search is cached per optimizer
-        object: create it once and reuse it.
+      optimizer: any optax transformation (default :func:`default_optimizer`,
+        adam with cosine decay), including those whose update needs ``value``,
+        ``grad`` and ``value_fn`` (``optax.lbfgs()``,
+        ``optax.contrib.reduce_on_plateau``). The compiled search is cached per
+        optimizer object: create it once and reuse it.
       rule: quadrature rule for every evaluation (default: the composite rule).
       eq_tol: tolerance of equality targets (default ``1e-8`` in float64,
         ``1e-4`` in float32).
@@ -683,81 +500,59 @@ def design(
         default: when stderr is a terminal.
 
     Returns:
-      :class:`DesignResult`; check ``result.feasible``.
+      :class:`DesignResult`; check ``result.feasible`` (and ``result.notes``).
 
     Raises:
       TargetError: a target does not parse.
-      ValueError, TypeError: bad settings, named in the message.
+      ValueError, TypeError: bad settings or parameter constraints, named in the message.
+
+    Examples:
+      >>> import jaxsig
+      >>> res = jaxsig.design("scaled_elu", ["m1 == 0", "m2 == 1"], fixed={"shift": 0.0})  # doctest: +SKIP
+      >>> round(float(res.params["lam"]), 10), round(float(res.params["alpha"]), 10)  # doctest: +SKIP
+      (1.0507009874, 1.6732632424)
     """
     fam = _as_family(family)
-    tg = _targets.parse_targets(targets, sigma=sigma)
-    for name, v, lo in (("steps", steps, 1), ("restarts", restarts, 1), ("rounds", rounds, 1),
-                        ("polish_steps", polish_steps, 0)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {name}={v!r}")
-    if rounds > steps:
-        raise ValueError(f"rounds ({rounds}) must not exceed steps ({steps}): each round takes steps // rounds steps")
-    if not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
-    if progress is None:
-        progress = sys.stderr.isatty()
+    tg = _targets.parse_targets(targets, sigma=sigma, q=q, sigma_b2=sigma_b2)
+    _check_settings(steps, restarts, rounds, polish_steps, seed, optimizer)
+    box, fixed, bounds = _constraints.build(fam.params if init_params is None else init_params, fixed, bounds)
+    notes = tuple(n for n in (_targets.poincare_note(tg),) if n)
+    for note in notes:
+        warnings.warn(f"jaxsig.design: {note}", UserWarning, stacklevel=2)
+    progress = sys.stderr.isatty() if progress is None else progress
 
     dtype = jnp.result_type(float)  # float64 when x64 is enabled, else float32
-    eq_tol = _targets.default_eq_tol(dtype) if eq_tol is None else float(eq_tol)
     inner = steps // rounds
     opt = default_optimizer(0.02, inner * rounds) if optimizer is None else optimizer
-    problem = functools.partial(_Problem, fn=fam.fn, kinks=tuple(fam.kinks), rule=rule, optimizer=opt, inner=inner)
-    # The polish does not depend on the optimizer: leave it out of its compilation key.
-    projection = functools.partial(_Problem, fn=fam.fn, kinks=tuple(fam.kinks), rule=rule, optimizer=None, inner=0)
-    arrays = _targets.TargetArrays(*(jnp.asarray(a, dtype if a.dtype.kind == "f" else None) for a in tg.arrays))
-    evaluate = lambda p, full=tg.needs_signature: _evaluate(fam, p, tg, rule, eq_tol, full)  # noqa: E731
-
-    params = _starts(fam, init_params, restarts, jax.random.PRNGKey(seed), dtype)
+    job = _Search(
+        fam=fam,
+        targets=tg,
+        arrays=tg.arrays.astype(dtype),
+        box=_constraints.Box(
+            jax.tree_util.tree_map(jnp.asarray, box.free), *(_cast(t, dtype) for t in (box.value, box.lo, box.hi))
+        ),
+        rule=rule,
+        eq_tol=_targets.default_eq_tol(dtype) if eq_tol is None else float(eq_tol),
+        optimizer=_with_extra_args(opt),
+        inner=inner,
+        rounds=rounds,
+    )
+    params = _constraints.project(job.box, _starts(fam, init_params, restarts, jax.random.key(seed), dtype))
     state = _State(
         params=params,
-        opt_state=jax.vmap(opt.init)(params),
+        opt_state=jax.vmap(job.optimizer.init)(params),
         lam=jnp.zeros((restarts, len(tg)), dtype),
         rho=jnp.full((restarts,), _RHO0, dtype),
         viol=jnp.full((restarts,), jnp.inf, dtype),
     )
-    # Which rows the inner loop differentiates: see step 3 of the module docstring.
-    full = any(s.component not in _targets.GAUSSIAN and s.op in ("==", "minimize", "maximize") for s in tg)
-    if tg.needs_signature and not full:
-        full = _near_lazy(tg, evaluate(params).values)
-
-    history = []
-    with _progress(rounds + 1, progress) as advance:
-        for k in range(rounds):
-            state = _round(problem(full=full), state, arrays)
-            ev = evaluate(state.params)
-            history.append(((k + 1) * inner, ev, state.rho))
-            full = full or (tg.needs_signature and _near_lazy(tg, ev.values))
-            advance(f"round {k + 1}/{rounds}, min violation {np.min(ev.violation):.2e}")
-        params = state.params
-        if polish_steps:
-            params = _polish(projection(full=full), state.params, arrays, polish_steps)
-            polished = evaluate(params)
-            if tg.needs_signature and not full and not polished.feasible.any():
-                # A lazily handled constraint became active in the polish: redo it with all rows.
-                params = _polish(projection(full=True), state.params, arrays, polish_steps)
-                polished = evaluate(params)
-            # Keep the polish per restart only where it did not make things worse.
-            worse = polished.worse_than(ev)
-            params = jax.tree_util.tree_map(
-                lambda a, b: jnp.where(worse.reshape((-1,) + (1,) * (a.ndim - 1)), b, a), params, state.params
-            )
-            ev = polished.where(worse, ev)
-            history.append((rounds * inner, ev, state.rho))
-        advance("polish")
+    state, ev, history, full = _run_rounds(job, state, progress)
+    params = state.params
+    if polish_steps:
+        params, ev = _run_polish(job, state, ev, full, polish_steps)
+        history.append((rounds * inner, ev, state.rho))
 
     best = ev.best()
     p_best = jax.tree_util.tree_map(lambda x: np.asarray(x[best]), params)
-    sig = ev.signatures[best]
-    if sig is None:
-        # Only Gaussian components were targeted: the full signature of the winner alone.
-        sig = evaluate(jax.tree_util.tree_map(lambda x: x[None], p_best), True).signatures[0]
     return DesignResult(
         family=fam,
         params=p_best,
@@ -766,28 +561,24 @@ def design(
         values=ev.values[best],
         margins=ev.margins[best],
         satisfied=ev.satisfied[best],
-        signature=Signature(*(float(x) for x in sig)),
+        signature=_winner_signature(fam, p_best, tg.sigma, rule),
         objective=float(ev.objective[best]),
         violation=float(ev.violation[best]),
         restart=best,
-        history=History(
-            step=np.array([h[0] for h in history]),
-            violation=np.stack([np.where(h[1].failed_checks > 0, np.inf, h[1].violation) for h in history]),
-            objective=np.stack([h[1].objective for h in history]),
-            rho=np.stack([np.asarray(h[2]) for h in history]),
-        ),
+        history=_history(history),
         seed=int(seed),
         steps=inner * rounds,
         restarts=restarts,
         rounds=rounds,
-        eq_tol=eq_tol,
+        eq_tol=job.eq_tol,
         dtype=jnp.dtype(dtype).name,
         optimizer="adam(0.02, cosine decay to 5 %)" if optimizer is None else repr(optimizer)[:80],
-        version=_version(),
+        version=__version__,
+        fixed=fixed,
+        bounds=bounds,
+        notes=notes,
     )
 
 
-def _version() -> str:
-    import jaxsig
-
-    return jaxsig.__version__
+def _cast(tree, dtype):
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), tree)

@@ -1,26 +1,42 @@
-"""A small language for what a signature should be: ``"g2 <= 0.8"``, ``"m2 == 1"``.
+"""A small language for what a signature should be: ``"g2 <= 0.8"``, ``"chi1 == 1"``, ``"g2^2 / m2 == 1"``.
 
 Targets are what :func:`jaxsig.design` searches for, and what a training-time
 regulariser penalises. Each target is one line of the grammar::
 
     target     := constraint | objective
-    constraint := component OP number [weight]
-    objective  := ("minimize" | "maximize") component [weight]
+    constraint := expr OP bound [weight]
+    objective  := ("minimize" | "maximize") expr [weight]
+    expr       := arithmetic (+ - * / ^, parentheses, sqrt abs log exp) of numbers and components
     component  := NAME ["@" sigma]
     OP         := "<=" | "<" | ">=" | ">" | "=="
-    number     := a decimal number, "inf" or "-inf"
+    bound      := expr, "inf" or "-inf"
     weight     := "weight" ["="] positive number
 
 ``NAME`` is a signature component (``m1 g1 g2 m2 eta alpha_plus alpha_minus tv
-c``) or an auxiliary one (``g4 b b_plus b_minus beta_plus beta_minus
-dm2_dsigma``). ``@sigma`` evaluates a Gaussian component (``m1 g1 g2 m2 eta g4
-dm2_dsigma``) at that input scale instead of the default. Examples:
-``"g2 <= 0.8"``, ``"g2@2.0 <= 0.8"``, ``"tv < 5"``, ``"m2 == 1"``,
+c``), an auxiliary one (``g4 b b_plus b_minus beta_plus beta_minus
+dm2_dsigma``), or a mean-field one (``chi1 q_star dV xi_q xi_c``, see below).
+``@sigma`` evaluates a Gaussian component (``m1 g1 g2 m2 eta g4 dm2_dsigma``)
+at that input scale instead of the default. The expression syntax is that of
+:mod:`jaxsig.designing.expressions` (``^`` binds tighter than unary minus).
+Examples: ``"g2 <= 0.8"``, ``"g2@2.0 <= 0.8"``, ``"tv < 5"``, ``"m2 == 1"``,
 ``"c < inf"`` (``c`` must be finite), ``"minimize eta"``, ``"maximize g1@0.5"``,
-``"m1 == 0 weight 10"``. Several targets are given as a list, or in one string
+``"m1 == 0 weight 10"``, ``"g2^2 / m2 == 1"``, ``"m1 - 0.1 * g1 <= 0"``,
+``"m1 <= 0.1 * g1"`` (read as ``m1 - 0.1 * g1 <= 0``), ``"chi1 == 1"``,
+``"xi_c >= 30"``. Several targets are given as a list, or in one string
 separated by ``;`` or newlines.
 
-Meaning, for a component value ``v`` and bound ``b``:
+Mean-field components describe a deep random network at the *operating point*
+``(q, sigma_b2)`` given to :func:`parse_targets` (and to :func:`jaxsig.design`;
+default ``q = 1``, ``sigma_b2 = 0``): the variance-preserving initialisation
+``sW^2 = (q - sb^2) / m2(sqrt q)``, at which ``chi1 = sW^2 g2(sqrt q)^2``,
+``q_star = q``, ``dV = V'(q*) = sW^2 dm2/dq``, ``xi_q = -1/log|dV|`` and ``xi_c``
+from the correlation fixed point (:mod:`jaxsig.designing.network`). They are
+differentiable (implicit gradients for the fixed point). At ``sigma_b2 = 0`` a
+mean-zero activation has ``chi1 >= 1`` (Gaussian Poincaré inequality), with
+equality only for linear ``phi``: :func:`poincare_note` says so when
+``"m1 == 0"`` is asked for with ``chi1 <= 1``.
+
+Meaning, for an expression value ``v`` and bound ``b``:
 
 * ``v <= b``, ``v < b``, ``v >= b``, ``v > b``: inequalities; the *residual*
   ``r = v - b`` (``b - v`` for ``>=``, ``>``) must be ``<= 0`` (``< 0`` when
@@ -31,6 +47,8 @@ Meaning, for a component value ``v`` and bound ``b``:
   derivative) and are checked, not optimised: to push ``c`` down, give a finite
   bound such as ``"c <= 2"``.
 * ``minimize v`` / ``maximize v``: objectives, contributing ``+-weight * v``.
+* A bound that is an expression of components, ``lhs OP rhs``, is the target
+  ``lhs - (rhs) OP 0``.
 
 ``weight`` scales a constraint's residual in the search and in
 :func:`penalty` (it decides the trade-off when targets conflict), and an
@@ -39,10 +57,12 @@ objective's coefficient.
 Two layers: :func:`evaluate` (and :func:`violations`, :func:`penalty`) take an
 activation and its parameters; the methods of :class:`Targets`
 (``residuals``, ``violations``, ``margins``, ``satisfied``, ``objective``,
-``penalty``) take component values, so one evaluation serves them all. All of
+``penalty``) take target values, so one evaluation serves them all. All of
 them are pure ``jax.numpy``: they run under ``jit``, ``vmap`` and ``grad``, and
-only :class:`TargetArrays` (a pytree of arrays) need cross a ``jit`` boundary,
-so new bounds or weights never recompile.
+only :class:`TargetArrays` (a pytree: its leaves are the bounds, weights,
+input scales and operating point; the expressions and component names are
+static) need cross a ``jit`` boundary, so new bounds, weights, sigmas, ``q`` or
+``sigma_b2`` never recompile (numbers inside expressions do).
 
 Examples:
   >>> import jaxsig
@@ -51,30 +71,60 @@ Examples:
   >>> values = targets.evaluate(t, "selu")
   >>> [bool(s) for s in t.satisfied(values)]
   [False, True, True]
+  >>> t = targets.parse_targets(["chi1 == 1", "g2^2 / m2 >= 1"], q=1.0, sigma_b2=0.0)
+  >>> [round(float(v), 12) for v in targets.evaluate(t, "relu")]   # ReLU: sW^2 = 2, chi1 = 2 g2^2 = 1
+  [1.0, 1.0]
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
-from typing import Any, Iterator, NamedTuple, Union
+from typing import Any, Iterator, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsig.core.signature import AUX_FIELDS, FIELDS, moments, signature
+from jaxsig.core import activations as _activations
+from jaxsig.core._validate import working_dtype
+from jaxsig.core.polar import DEFAULT_RULE
+from jaxsig.core.signature import moments, signature_with_aux
+from jaxsig.designing import expressions as _expr
+from jaxsig.designing import grammar as _grammar
+from jaxsig.designing import network as _network
+from jaxsig.designing.grammar import (
+    COMPONENTS,
+    EQ,
+    FUNCTIONS,
+    GAUSSIAN,
+    GE,
+    GRAMMAR,
+    GT,
+    LE,
+    LT,
+    MAX,
+    MIN,
+    NETWORK,
+    OPS,
+    Target,
+    TargetError,
+)
+from jaxsig.designing.network import OperatingPoint, operating_point
 
 __all__ = [
     "Target",
     "Targets",
     "TargetArrays",
     "TargetError",
+    "OperatingPoint",
     "parse_targets",
     "evaluate",
-    "pick",
+    "leaf_values",
+    "combine",
+    "operating_point",
+    "poincare_note",
     "residuals",
     "violations_of",
     "margins",
@@ -86,93 +136,67 @@ __all__ = [
     "default_eq_tol",
     "COMPONENTS",
     "GAUSSIAN",
+    "NETWORK",
+    "FUNCTIONS",
     "GRAMMAR",
     "OPS",
 ]
 
-GRAMMAR = """\
-    target     := constraint | objective
-    constraint := component OP number [weight]
-    objective  := ("minimize" | "maximize") component [weight]
-    component  := NAME ["@" sigma]
-    OP         := "<=" | "<" | ">=" | ">" | "=="
-    number     := a decimal number, "inf" or "-inf"
-    weight     := "weight" ["="] positive number
-  NAME: m1 g1 g2 m2 eta alpha_plus alpha_minus tv c g4 b b_plus b_minus
-        beta_plus beta_minus dm2_dsigma ("@sigma" only on m1 g1 g2 m2 eta g4 dm2_dsigma)
-  Examples: "g2 <= 0.8", "g2@2.0 <= 0.8", "tv < 5", "m2 == 1", "c < inf",
-            "minimize eta", "m1 == 0 weight 10\""""
 
-COMPONENTS = tuple(FIELDS) + tuple(
-    f for f in AUX_FIELDS if f not in ("growth", "finite")
-)
-"""Every component a target may name: the nine signature fields, then
-``g4 b b_plus b_minus beta_plus beta_minus dm2_dsigma``."""
+@dataclasses.dataclass(frozen=True)
+class TargetArrays:
+    """The numeric content of :class:`Targets`: a pytree to pass through ``jit``.
 
-GAUSSIAN = ("m1", "g1", "g2", "m2", "eta", "g4", "dm2_dsigma")
-"""Components that are Gaussian expectations (they depend on sigma; cheap, via
-:func:`jaxsig.moments`)."""
-
-OPS = ("<=", "<", ">=", ">", "==", "minimize", "maximize")
-"""Operator codes: ``TargetArrays.op[i]`` indexes this tuple."""
-
-LE, LT, GE, GT, EQ, MIN, MAX = range(len(OPS))
-
-
-class TargetError(ValueError):
-    """A target that does not parse; the message names the bad token and shows :data:`GRAMMAR`."""
-
-
-class Target(NamedTuple):
-    """One parsed target (plain Python values).
+    Targets read *leaves*, the distinct ``(component, sigma)`` pairs they
+    name (``L`` of them); ``T`` targets combine them by their expressions.
 
     Attributes:
-      component: one of :data:`COMPONENTS`.
-      op: one of :data:`OPS`.
-      value: the bound (``nan`` for objectives).
-      sigma: the input scale given with ``@``, or ``None`` for the default.
-      weight: positive weight (default 1).
+      op: operator index into :data:`OPS`, ``(T,)`` (int32).
+      value: bounds (``nan`` for objectives), ``(T,)``.
+      weight: weights, ``(T,)``.
+      sigma: input scale of each leaf, ``(L,)``.
+      default_sigma: the input scale of non-Gaussian components, ``()``.
+      q, sigma_b2: the operating point of the mean-field components, ``()``.
+      index: component index of each leaf into :data:`COMPONENTS` (static).
+      program: each target's expression tree over ``("leaf", k)`` nodes (static).
     """
 
-    component: str
-    op: str
-    value: float
-    sigma: Union[float, None]
-    weight: float
-
-    @property
-    def is_check(self) -> bool:
-        """``v < inf`` or ``v > -inf``: a finiteness check."""
-        return (self.op in ("<", "<=") and self.value == math.inf) or (
-            self.op in (">", ">=") and self.value == -math.inf
-        )
-
-    def __str__(self):
-        comp = self.component + ("" if self.sigma is None else f"@{_num(self.sigma)}")
-        w = "" if self.weight == 1.0 else f" weight {_num(self.weight)}"
-        if self.op in ("minimize", "maximize"):
-            return f"{self.op} {comp}{w}"
-        op = "<" if self.is_check and self.value > 0 else self.op
-        op = ">" if self.is_check and self.value < 0 else op
-        return f"{comp} {op} {_num(self.value)}{w}"
-
-
-class TargetArrays(NamedTuple):
-    """The numeric content of :class:`Targets`, shape ``(T,)`` each: a pytree to pass through ``jit``.
-
-    Attributes:
-      index: component index into :data:`COMPONENTS` (int32).
-      op: operator index into :data:`OPS` (int32).
-      value: bounds (``nan`` for objectives).
-      weight: weights.
-      sigma: input scale of each target (the default where none was given).
-    """
-
-    index: Any
     op: Any
     value: Any
     weight: Any
     sigma: Any
+    default_sigma: Any
+    q: Any
+    sigma_b2: Any
+    index: tuple = ()
+    program: tuple = ()
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Per leaf: ``"gauss"``, ``"network"`` or ``"signature"`` (needs :func:`jaxsig.signature`)."""
+        return tuple(_grammar.kind(COMPONENTS[i]) for i in self.index)
+
+    @property
+    def cheap(self) -> np.ndarray:
+        """Per target: whether it reads no ``"signature"`` leaf (``(T,)`` bool)."""
+        kinds = self.kinds
+        return np.array([all(kinds[n[1]] != "signature" for n in _leaf_nodes(t)) for t in self.program], bool)
+
+    def astype(self, dtype) -> "TargetArrays":
+        """The arrays as ``jax.numpy`` arrays, floats in ``dtype``."""
+        cast = {f: jnp.asarray(getattr(self, f), dtype) for f in _FLOAT_FIELDS}
+        return dataclasses.replace(self, op=jnp.asarray(self.op, jnp.int32), **cast)
+
+
+_FLOAT_FIELDS = ("value", "weight", "sigma", "default_sigma", "q", "sigma_b2")
+jax.tree_util.register_dataclass(TargetArrays, data_fields=["op", *_FLOAT_FIELDS], meta_fields=["index", "program"])
+
+
+def _leaf_nodes(tree):
+    if tree[0] == "leaf":
+        return [tree]
+    kids = () if tree[0] in ("num", "comp") else (tree[2],) if tree[0] == "fn" else tree[1:]
+    return [n for k in kids for n in _leaf_nodes(k)]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -183,11 +207,15 @@ class Targets:
       specs: the parsed :class:`Target` entries.
       sigma: the default input scale of targets given without ``@``.
       arrays: :class:`TargetArrays` (float64 NumPy; cast at use).
+      q: the pre-activation variance of the operating point (mean-field components).
+      sigma_b2: the bias variance of the operating point.
     """
 
     specs: tuple[Target, ...]
     sigma: float
     arrays: TargetArrays
+    q: float = 1.0
+    sigma_b2: float = 0.0
 
     def __len__(self):
         return len(self.specs)
@@ -199,7 +227,7 @@ class Targets:
         return "; ".join(self.texts)
 
     def __repr__(self):
-        return f"Targets({list(self.texts)!r}, sigma={self.sigma!r})"
+        return f"Targets({list(self.texts)!r}, sigma={self.sigma!r}, q={self.q!r}, sigma_b2={self.sigma_b2!r})"
 
     @property
     def texts(self) -> tuple[str, ...]:
@@ -208,8 +236,13 @@ class Targets:
 
     @property
     def needs_signature(self) -> bool:
-        """Whether a non-Gaussian component (``tv``, ``c``, slopes, ...) is targeted."""
-        return any(s.component not in GAUSSIAN for s in self.specs)
+        """Whether a non-Gaussian signature component (``tv``, ``c``, slopes, ...) is targeted."""
+        return "signature" in self.arrays.kinds
+
+    @property
+    def needs_network(self) -> bool:
+        """Whether a mean-field component (``chi1``, ``xi_c``, ...) is targeted."""
+        return "network" in self.arrays.kinds
 
     @property
     def constrained(self) -> tuple[int, ...]:
@@ -242,139 +275,46 @@ class Targets:
         return penalty_of(self, values)
 
 
-# --- Parsing ----------------------------------------------------------------------
+def _leaf_table(specs, sigma):
+    """The distinct ``(component, sigma)`` leaves of ``specs`` and each target's bound program."""
+    table: dict = {}
 
-_TOKEN = re.compile(
-    r"\s*(?:"
-    r"(?P<num>[+-]?(?:inf(?:inity)?\b|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?))"
-    r"|(?P<op><=|>=|==|<|>|=)"
-    r"|(?P<at>@)"
-    r"|(?P<name>[A-Za-z_][A-Za-z_0-9]*)"
-    r"|(?P<bad>\S))",
-)
-_OBJECTIVES = {"minimize": "minimize", "minimise": "minimize", "min": "minimize",
-               "maximize": "maximize", "maximise": "maximize", "max": "maximize"}
+    def index(node):
+        name, s = node[1], node[2]
+        key = (name, (sigma if s is None else s) if name in GAUSSIAN else sigma)
+        return table.setdefault(key, len(table))
 
-
-def _num(v: float) -> str:
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    text = repr(float(v))
-    return text[:-2] if text.endswith(".0") else text
+    program = tuple(_expr.bind(s.tree, index) for s in specs)
+    return list(table), program
 
 
-def _tokens(text: str):
-    out, pos = [], 0
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        kind = m.lastgroup
-        out.append((kind, m.group(kind), m.start(kind) + 1))
-        pos = m.end()
-    return out
-
-
-def _error(text: str, message: str) -> TargetError:
-    return TargetError(f"cannot parse target {text!r}: {message}.\nGrammar:\n{GRAMMAR}")
-
-
-class _Cursor:
-    def __init__(self, text):
-        self.text, self.toks, self.i = text, _tokens(text), 0
-
-    def peek(self):
-        return self.toks[self.i] if self.i < len(self.toks) else ("end", "", len(self.text) + 1)
-
-    def take(self, kind, what):
-        tok = self.peek()
-        if tok[0] != kind:
-            got = "the end of the text" if tok[0] == "end" else f"{tok[1]!r} at column {tok[2]}"
-            raise _error(self.text, f"expected {what}, got {got}")
-        self.i += 1
-        return tok
-
-
-def _component(cur: _Cursor):
-    _, name, col = cur.take("name", "a component name such as g2")
-    if name not in COMPONENTS:
-        close = difflib.get_close_matches(name, COMPONENTS, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise _error(cur.text, f"unknown component {name!r} at column {col}{hint}")
-    sigma = None
-    if cur.peek()[0] == "at":
-        cur.take("at", "'@'")
-        _, tok, col = cur.take("num", "an input scale sigma after '@'")
-        sigma = float(tok)
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise _error(cur.text, f"sigma must be positive and finite, got {tok!r} at column {col}")
-        if name not in GAUSSIAN:
-            raise _error(cur.text, f"{name!r} does not depend on sigma: drop '@{tok}'")
-    return name, sigma
-
-
-def _weight(cur: _Cursor) -> float:
-    if cur.peek()[0] == "end":
-        return 1.0
-    kind, tok, col = cur.peek()
-    if kind != "name" or tok != "weight":
-        raise _error(cur.text, f"unexpected {tok!r} at column {col}; expected 'weight W' or the end")
-    cur.take("name", "'weight'")
-    if cur.peek()[:2] == ("op", "="):
-        cur.take("op", "'='")
-    _, tok, col = cur.take("num", "a positive weight")
-    w = float(tok)
-    if not (math.isfinite(w) and w > 0):
-        raise _error(cur.text, f"the weight must be positive and finite, got {tok!r} at column {col}")
-    cur.take("end", "the end of the target")
-    return w
-
-
-def _parse_one(text: str) -> Target:
-    cur = _Cursor(text)
-    kind, tok, col = cur.peek()
-    if kind == "end":
-        raise _error(text, "it is empty")
-    if kind == "bad":
-        raise _error(text, f"unexpected character {tok!r} at column {col}")
-    if kind == "name" and tok.lower() in _OBJECTIVES:
-        cur.take("name", "'minimize' or 'maximize'")
-        name, sigma = _component(cur)
-        return Target(name, _OBJECTIVES[tok.lower()], math.nan, sigma, _weight(cur))
-    name, sigma = _component(cur)
-    _, op, col = cur.take("op", "an operator (<=, <, >=, >, ==)")
-    if op == "=":
-        raise _error(text, f"'=' at column {col} is not an operator; write '==' for equality")
-    _, tok, col = cur.take("num", f"a number after {op!r}")
-    value = float(tok)
-    if math.isinf(value):
-        if op == "==":
-            raise _error(text, f"{name} == {tok} cannot be designed; write '{name} < inf' to ask for a finite value")
-        if (op in ("<", "<=") and value < 0) or (op in (">", ">=") and value > 0):
-            raise _error(text, f"'{name} {op} {tok}' can never hold")
-    return Target(name, op, value, sigma, _weight(cur))
-
-
-def parse_targets(spec, *, sigma: float = 1.0) -> Targets:
+def parse_targets(spec, *, sigma: float = 1.0, q: float = 1.0, sigma_b2: float = 0.0) -> Targets:
     """Parse targets from text.
 
     Args:
       spec: a string (one target, or several separated by ``;`` or newlines), a
         list of strings or :class:`Target`, or :class:`Targets` (returned as is
-        when its default ``sigma`` matches).
+        when its ``sigma``, ``q`` and ``sigma_b2`` match).
       sigma: the input scale of Gaussian components given without ``@``.
+      q: the pre-activation variance of the operating point of the mean-field
+        components (``chi1 q_star dV xi_q xi_c``): the variance-preserving
+        initialisation ``sW^2 = (q - sigma_b2) / m2(sqrt q)``.
+      sigma_b2: the bias variance of the operating point (``0 <= sigma_b2 < q``).
 
     Returns:
       :class:`Targets`.
 
     Raises:
       TargetError: a target does not parse (names the bad token, shows the grammar).
-      ValueError: ``sigma`` is not positive, or there are no targets.
+      ValueError: ``sigma`` or the operating point is out of range, or there are no targets.
     """
     sigma = float(sigma)
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be positive and finite, got {sigma=}")
+    _network.check_operating_point(q, sigma_b2)
+    q, sigma_b2 = float(q), float(sigma_b2)
     if isinstance(spec, Targets):
-        if spec.sigma == sigma:
+        if (spec.sigma, spec.q, spec.sigma_b2) == (sigma, q, sigma_b2):
             return spec
         spec = list(spec.specs)
     if isinstance(spec, (str, Target)):
@@ -386,19 +326,24 @@ def parse_targets(spec, *, sigma: float = 1.0) -> Targets:
         if isinstance(item, Target):
             specs.append(item)
         elif isinstance(item, str):
-            specs += [_parse_one(p) for p in re.split(r"[;\n]", item) if p.strip()]
+            specs += [_grammar.parse_one(p) for p in re.split(r"[;\n]", item) if p.strip()]
         else:
             raise TypeError(f"each target must be a string, got {type(item).__name__}: {item!r}")
     if not specs:
         raise ValueError('no targets given; e.g. ["g2 <= 0.8", "tv < 5", "m2 == 1", "c < inf"]')
+    leaves, program = _leaf_table(specs, sigma)
     arrays = TargetArrays(
-        index=np.array([COMPONENTS.index(s.component) for s in specs], np.int32),
         op=np.array([OPS.index(s.op) for s in specs], np.int32),
         value=np.array([s.value for s in specs], np.float64),
         weight=np.array([s.weight for s in specs], np.float64),
-        sigma=np.array([sigma if s.sigma is None else s.sigma for s in specs], np.float64),
+        sigma=np.array([s for _, s in leaves], np.float64),
+        default_sigma=np.float64(sigma),
+        q=np.float64(q),
+        sigma_b2=np.float64(sigma_b2),
+        index=tuple(COMPONENTS.index(name) for name, _ in leaves),
+        program=program,
     )
-    return Targets(tuple(specs), sigma, arrays)
+    return Targets(tuple(specs), sigma, arrays, q, sigma_b2)
 
 
 def _arrays(targets) -> TargetArrays:
@@ -409,48 +354,102 @@ def _arrays(targets) -> TargetArrays:
     return parse_targets(targets).arrays
 
 
+def poincare_note(targets) -> Optional[str]:
+    """Why ``"m1 == 0"`` with ``chi1 <= 1`` at ``sigma_b2 = 0`` is infeasible (or only linear); else ``None``.
+
+    At ``sb^2 = 0`` the variance-preserving ``chi1 = sigma^2 g2^2 / m2`` at
+    ``sigma = sqrt q``. For ``m1 = 0`` the Gaussian Poincaré inequality
+    ``Var phi(X) <= sigma^2 E[phi'(X)^2]`` gives ``m2 <= sigma^2 g2^2``, so
+    ``chi1 >= 1``, with equality only for linear ``phi``.
+    """
+    targets = targets if isinstance(targets, Targets) else parse_targets(targets)
+    if targets.sigma_b2 != 0.0:
+        return None
+    s = math.sqrt(targets.q)
+
+    def at_s(t):
+        return abs((targets.sigma if t.sigma is None else t.sigma) - s) <= 1e-12 * s
+
+    mean_zero = any(
+        t.expr is None and t.component == "m1" and t.op == "==" and t.value == 0 and at_s(t) for t in targets
+    )
+    low = [
+        t for t in targets if t.expr is None and t.component == "chi1" and t.op in ("==", "<", "<=") and t.value <= 1
+    ]
+    if not (mean_zero and low):
+        return None
+    strict = [t for t in low if t.value < 1 or t.op == "<"]
+    verdict = (
+        f"{', '.join(repr(str(t)) for t in strict)} cannot hold together with 'm1 == 0'"
+        if strict
+        else "only a linear activation meets it together with 'm1 == 0'"
+    )
+    return (
+        f"at sigma_b2 = 0 the variance-preserving chi1 is sigma^2 g2^2 / m2 (sigma = sqrt(q) = {s:g}), and for a "
+        "mean-zero activation the Gaussian Poincaré inequality Var phi(X) <= sigma^2 E[phi'(X)^2] makes it >= 1, "
+        f"with equality only for linear phi: {verdict}. Give sigma_b2 > 0 (then chi1 >= (q - sigma_b2) / q) "
+        "or drop 'm1 == 0'."
+    )
+
+
 # --- Evaluation --------------------------------------------------------------------
 
 
-def _dtype(params):
-    leaves = [x for x in jax.tree_util.tree_leaves(params) if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
-    return jnp.result_type(*leaves, float) if leaves else jnp.result_type(float)
-
-
-def pick(targets, *tables):
-    """Each target's component from computed statistics.
+def combine(targets, leaves):
+    """Target values from leaf values: each target's expression over ``leaves[..., k]``.
 
     Args:
       targets: :class:`Targets` or :class:`TargetArrays`.
-      *tables: :class:`~jaxsig.Signature`, :class:`~jaxsig.Auxiliary` and/or
-        :class:`~jaxsig.Moments` evaluated at ``targets.arrays.sigma`` (fields of
-        shape ``(..., T)``). A component none of them holds reads ``nan``.
+      leaves: ``(..., L)`` component values, one per leaf (:func:`leaf_values`).
 
     Returns:
-      ``values`` of shape ``(..., T)``.
+      ``(..., T)`` target values.
     """
     arr = _arrays(targets)
-    fields = {}
-    for t in tables:
-        fields.update(t._asdict())
-    ref = next(v for v in fields.values())
-    cols = [
-        jnp.asarray(fields[name], ref.dtype) if name in fields else jnp.full_like(ref, jnp.nan)
-        for name in COMPONENTS
-    ]
-    table = jnp.stack(cols, axis=-1)  # (..., T, n_components)
-    index = jnp.asarray(arr.index)
-    return jnp.take_along_axis(table, jnp.broadcast_to(index[..., None], table.shape[:-1] + (1,)), axis=-1)[..., 0]
+    leaves = jnp.asarray(leaves)
+    return jnp.stack([_expr.evaluate(t, leaves) for t in arr.program], axis=-1)
 
 
-def evaluate(targets, phi, params=None, *, rule=None, full=None):
-    """The value of each target's component for ``phi`` with ``params``.
+def leaf_values(targets, phi, params=None, *, rule=None, full=True, polar=DEFAULT_RULE):
+    """The value of each leaf (distinct ``(component, sigma)``) of ``targets``: ``(L,)``.
 
-    Gaussian components come from :func:`jaxsig.moments` at the vector of target
-    input scales (cheap); if any target names ``tv``, ``c``, a slope or an
-    intercept, those come from one call of :func:`jaxsig.signature` at the
-    scalar default ``sigma`` (they do not depend on it; a scalar call shares
-    its compilation with every other scalar call for the same activation).
+    Gaussian components come from one :func:`jaxsig.moments` call at the vector
+    of leaf input scales, extended by ``sqrt(q)`` when a mean-field component is
+    read (:func:`jaxsig.designing.network.from_moments`); with ``full``, the
+    others from one :func:`jaxsig.signature` call at the scalar default
+    ``sigma`` (they do not depend on it; a scalar call shares its compilation
+    with every other scalar call for the same activation). Skipped ones read ``nan``.
+    """
+    arr = _arrays(targets)
+    dtype = working_dtype({}, params)
+    kinds, names = arr.kinds, [COMPONENTS[i] for i in arr.index]
+    q, sb2 = jnp.asarray(arr.q, dtype), jnp.asarray(arr.sigma_b2, dtype)
+    sig = jnp.asarray(arr.sigma, dtype)
+    net_needed = "network" in kinds
+    m = moments(phi, jnp.concatenate([sig, jnp.sqrt(q)[None]]) if net_needed else sig, params=params, rule=rule)
+    net = None
+    if net_needed:
+        act = _activations.prepare(phi, params, dtype=dtype)
+        net = _network.from_moments(
+            act, m.m2[-1], m.g2[-1], m.dm2_dsigma[-1], q, sb2, xi_c="xi_c" in names, polar=polar
+        )
+    table = None
+    if full and "signature" in kinds:
+        s, aux = signature_with_aux(phi, jnp.asarray(arr.default_sigma, dtype), params=params, rule=rule)
+        table = {**s._asdict(), **aux._asdict()}
+    cols = []
+    for k, (name, kind) in enumerate(zip(names, kinds)):
+        if kind == "gauss":
+            cols.append(getattr(m, name)[k])
+        elif kind == "network":
+            cols.append(getattr(net, name))
+        else:
+            cols.append(jnp.asarray(table[name] if table is not None else jnp.nan, dtype))
+    return jnp.stack(cols)
+
+
+def evaluate(targets, phi, params=None, *, rule=None, full=None, polar=DEFAULT_RULE):
+    """The value of each target for ``phi`` with ``params``: ``combine(leaf_values(...))``.
 
     Args:
       targets: :class:`Targets` (or anything :func:`parse_targets` takes), or
@@ -458,8 +457,9 @@ def evaluate(targets, phi, params=None, *, rule=None, full=None):
       phi: activation, as for :func:`jaxsig.signature`.
       params: its parameters (any pytree); the values are differentiable in them.
       rule: quadrature rule, as for :func:`jaxsig.signature`.
-      full: force (``True``) or skip (``False``) the non-Gaussian components;
-        skipped ones read ``nan``.
+      full: force (``True``) or skip (``False``) the non-Gaussian signature
+        components; skipped ones read ``nan``.
+      polar: 2-D rule for ``xi_c`` (:class:`jaxsig.kernels.PolarRule`).
 
     Returns:
       Array of shape ``(T,)`` in the working dtype of ``params``.
@@ -468,18 +468,7 @@ def evaluate(targets, phi, params=None, *, rule=None, full=None):
         targets = parse_targets(targets)
     if full is None:
         full = targets.needs_signature if isinstance(targets, Targets) else True
-    arr = _arrays(targets)
-    dtype = _dtype(params)
-    sigma = jnp.asarray(arr.sigma, dtype)
-    gauss = moments(phi, sigma, params=params, rule=rule)
-    if not full:
-        return pick(arr, gauss)
-    at = targets.sigma if isinstance(targets, Targets) else sigma[0]
-    sig, aux = signature(phi, jnp.asarray(at, dtype), params=params, rule=rule, with_aux=True)
-    # Broadcast the sigma-independent components over the targets; the Gaussian
-    # ones are then taken from ``gauss`` (later tables win in ``pick``).
-    wide = lambda t: type(t)(*(jnp.broadcast_to(f, sigma.shape) for f in t))  # noqa: E731
-    return pick(arr, wide(sig), wide(aux), gauss)
+    return combine(targets, leaf_values(targets, phi, params, rule=rule, full=full, polar=polar))
 
 
 # --- Residuals, violations, margins -------------------------------------------------

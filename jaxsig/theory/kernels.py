@@ -12,11 +12,62 @@ which depends on ``x, y`` only through ``|x|``, ``|y|`` and the cosine
 (:mod:`jaxsig.dynamics`) is built on it.
 
 The mixed Hessian ``grad_x grad_y K = E[phi'(w.x) phi'(w.y) w w^T]`` obeys the
-dimension-free bound of SPEC (Hölder with exponents ``(4, 4, 2)`` and
+dimension-free bound of the specification (docs/spec.md) (Hölder with exponents ``(4, 4, 2)`` and
 ``E[(a.w)^2 (b.w)^2] = 1 + 2 (a.b)^2 <= 3`` for unit ``a, b``):
 
 .. math:: \\|\\nabla_x \\nabla_y K\\|_2 \\le \\sqrt 3\\, g_4(|x|)\\, g_4(|y|),
           \\qquad g_4(\\sigma) = E[\\phi'(\\sigma Z)^4]^{1/4}.
+
+A sharp form of this bound (:func:`sharp_hessian_bound`), attained at ``x = y``, is
+
+.. math:: \\|\\nabla_x \\nabla_y K\\|_2 \\le \\sqrt{Q(|x|)\\, Q(|y|)}, \\qquad
+          Q(\\sigma) = \\max\\big(E[\\phi'(\\sigma Z)^2 Z^2],\\; E[\\phi'(\\sigma Z)^2]\\big)
+          \\le \\sqrt 3\\, g_4(\\sigma)^2.
+
+*Proof.* ``a^T H b = E[phi'(u) phi'(v) (a.w)(b.w)]`` for unit ``a, b``; Cauchy–Schwarz
+splits it into ``E[phi'(u)^2 (a.w)^2]`` and its twin. Write
+``a.w = alpha Z + beta Z'`` with ``Z = w.x / |x|``, ``Z'`` a standard normal
+independent of ``Z``, ``alpha^2 + beta^2 = 1``: then
+``E[phi'(u)^2 (a.w)^2] = alpha^2 E[phi'^2 Z^2] + beta^2 E[phi'^2] <= Q(|x|)``. At
+``x = y`` (``d >= 2``), ``H = E[phi'(u)^2 w w^T]`` has the eigenvalues
+``E[phi'^2 Z^2]`` (along ``x``) and ``E[phi'^2] = g2^2`` (across), so
+``||H||_2 = Q(|x|)``. Hölder gives ``Q <= sqrt(3) g4^2``.
+
+The paper's kernel bound, checked
+---------------------------------
+jaxsig checks the paper's claims rather than repeating them. arXiv:2510.08456
+states ``||grad_x grad_y K(x, y)||_op <= C g2(||x||) g2(||y||) ||x|| ||y||`` with
+``C = 4`` (:func:`paper_hessian_bound` evaluates the right-hand side). **As
+stated, it is false.** At ``x = y`` with ``d >= 2`` the left side is at least
+``g2(|x|)^2`` (the eigenvalue across ``x``, above), the right side is
+``C g2(|x|)^2 |x|^2``: the inequality fails for *every* activation with
+``g2(|x|) > 0`` once ``|x| < 1/sqrt(C) = 1/2``. ReLU: the left side is ``1/2`` at
+every scale (``H = E[1{w.x > 0} w w^T] = I/2``), the right side ``2 |x|^2``.
+
+Exactly where it holds: let ``C*(sigma) = max(1, E[phi'^2 Z^2] / E[phi'^2]) / sigma^2 =
+Q(sigma) / (sigma^2 g2(sigma)^2)`` (:func:`paper_hessian_constant`). By the sharp
+bound, the paper's inequality holds at ``(x, y)`` whenever
+``C >= sqrt(C*(|x|) C*(|y|))``, and at ``x = y`` (``d >= 2``) it holds *if and only
+if* ``C >= C*(|x|)``. ReLU and leaky ReLU: ``C* = 1/sigma^2`` (holds at ``x = y``
+iff ``|x| >= 1/2``); ``x^k``: ``C* = (2k - 1)/sigma^2``.
+
+Normalisations, each settled by the same formulas:
+
+* *Unit-norm inputs* (``|x| = |y| = 1``): the inequality holds for all such pairs
+  iff ``E[phi'(Z)^2 Z^2] <= C E[phi'(Z)^2]``. True for every built-in activation
+  except ``x^3`` (ratio 5) and ``x^4`` (ratio 7), which fail at ``x = y``.
+* *Kernel normalised by* ``|x| |y|``: worse, not better. For ReLU,
+  ``K / (|x||y|)`` depends on the cosine alone and its mixed Hessian at ``x = y`` is
+  ``(I - x x^T / |x|^2) / (2 |x|^2)``, of norm ``1 / (2|x|^2)``: the inequality
+  fails for ``|x| < 2^{-1/2}``.
+* *Where* ``g2`` *is evaluated*: ReLU's ``g2 = 2^{-1/2}`` at every scale, so no
+  choice of the argument of ``g2`` repairs the ReLU counterexample; the factor
+  ``|x| |y|`` is the problem. Without it, ``||H|| <= C g2(|x|) g2(|y|)`` holds for
+  all ``x, y`` iff ``C >= sup_sigma max(1, E[phi'^2 Z^2] / E[phi'^2])``: with
+  ``C = 4`` for every built-in activation except ``x^3`` and ``x^4``. The factor
+  ``|x| |y| g2 g2`` does bound the derivative in the cosine,
+  ``|dK/dc| = |x| |y| |E[phi'(u) phi'(v)]| <= |x| |y| g2(|x|) g2(|y|)`` (Price and
+  Cauchy–Schwarz), which may be what the paper meant.
 
 How the 2-D Gaussian expectations are computed
 ----------------------------------------------
@@ -53,156 +104,29 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxsig.core import activations as _activations
 from jaxsig.core import quadrature
-from jaxsig.core.signature import moments as _moments
+from jaxsig.core._numerics import derivative, safe_sqrt
+from jaxsig.core._validate import check_range, working_dtype
+from jaxsig.core.gaussian import expectations
+from jaxsig.core.polar import DEFAULT_RULE, PolarRule, polar_nodes, symmetric_products
 
 __all__ = [
+    "DEFAULT_RULE",
     "PolarRule",
     "dual",
     "kernel",
     "kernel_mixed_hessian",
     "curvature_bound",
+    "sharp_hessian_bound",
+    "paper_hessian_bound",
+    "paper_hessian_constant",
 ]
-
-
-class PolarRule(NamedTuple):
-    """Sizes of the polar product rule for 2-D Gaussian expectations.
-
-    All entries are static Python numbers (they fix the shapes).
-
-    Attributes:
-      angular_levels: geometric levels (ratio 2) toward each end of each
-        angular sector; the smallest angular panel is ``2**-levels`` of its
-        sector.
-      angular_order: Gauss–Legendre nodes per angular panel.
-      radial_levels: geometric levels toward ``r = 0`` (smallest panel
-        ``[0, 2**-radial_levels]``).
-      radial_step: width of the uniform radial panels on ``[1, r_max]``.
-      radial_order: Gauss–Legendre nodes per radial panel.
-      r_max: radial cut-off; the Gaussian mass beyond is ``exp(-r_max^2 / 2)``.
-    """
-
-    angular_levels: int = 10
-    angular_order: int = 10
-    radial_levels: int = 20
-    radial_step: float = 0.75
-    radial_order: int = 12
-    r_max: float = 10.0
-
-
-DEFAULT_RULE = PolarRule()
-
-
-@functools.lru_cache(maxsize=None)
-def _legendre01(order: int):
-    t, w = np.polynomial.legendre.leggauss(order)
-    return 0.5 * (t + 1.0), 0.5 * w
-
-
-@functools.lru_cache(maxsize=None)
-def _angular_reference(levels: int, order: int):
-    """Nodes and weights on ``[0, 1]``, panels graded toward both ends."""
-    half = 2.0 ** -np.arange(levels, 0, -1)  # 2^-L, ..., 1/2
-    edges = np.unique(np.concatenate([[0.0], half, 1.0 - half, [1.0]]))
-    t, w = _legendre01(order)
-    a, b = edges[:-1, None], edges[1:, None]
-    return (a + (b - a) * t).ravel(), ((b - a) * w).ravel()
-
-
-@functools.lru_cache(maxsize=None)
-def _radial_edges(rule: PolarRule) -> np.ndarray:
-    inner = 2.0 ** -np.arange(rule.radial_levels, -1, -1)  # 2^-L, ..., 1
-    n = max(1, int(math.ceil((rule.r_max - 1.0) / rule.radial_step)))
-    outer = np.linspace(1.0, rule.r_max, n + 1)
-    return np.unique(np.concatenate([[0.0], inner, outer]))
-
-
-def _panel_nodes(edges, t, w):
-    """Gauss–Legendre nodes/weights on the panels ``edges[..., :-1] -> edges[..., 1:]``."""
-    a, b = edges[..., :-1, None], edges[..., 1:, None]
-    x = a + (b - a) * t
-    return x.reshape(*x.shape[:-2], -1), ((b - a) * w).reshape(*x.shape[:-2], -1)
-
-
-def _safe_div(num, den):
-    ok = den != 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), jnp.inf)
-
-
-def _polar_nodes(s1, s2, c, kinks_u, kinks_v, rule: PolarRule):
-    """Nodes ``(z1, z2)`` and weights of a half-plane rule for ``E[F(z)]``.
-
-    ``E[F(z)] ~ sum w (F(z) + F(-z))``: the angle runs over
-    ``[-pi/2, pi/2]`` and the reflection ``z -> -z`` covers the other half.
-    The angle is split at ``theta_s = arccos(c) - pi/2`` (the ray ``v = 0``),
-    and the radius at every nonzero kink of either factor, for both signs.
-    Shapes: ``(n_theta, n_r)``.
-    """
-    dtype = jnp.result_type(s1, s2, c)
-    cc = jnp.clip(c, -1.0, 1.0)
-    # sqrt(1 - c^2) has an infinite derivative at c = +-1; the c-derivatives of
-    # the expectations come from Price's theorem instead (see _dual_jvp), so a
-    # zero gradient here (double-where) only keeps NaN out of tangents that are
-    # multiplied by a vanishing dc.
-    sn = _safe_sqrt((1.0 - cc) * (1.0 + cc))
-    # beta = arccos(c), written with atan2 so that c = +-1 is exact.
-    beta = jnp.arctan2(sn, cc)
-    theta_s = beta - 0.5 * jnp.pi
-    t_ref, w_ref = (jnp.asarray(a, dtype) for a in _angular_reference(rule.angular_levels, rule.angular_order))
-    lo = -0.5 * jnp.pi
-    hi = 0.5 * jnp.pi
-    theta = jnp.concatenate([lo + (theta_s - lo) * t_ref, theta_s + (hi - theta_s) * t_ref])
-    w_theta = jnp.concatenate([(theta_s - lo) * w_ref, (hi - theta_s) * w_ref])
-    cos_t, sin_t = jnp.cos(theta), jnp.sin(theta)
-    # Radial breakpoints: u = +-k at r = +-k / (s1 cos theta), and likewise for v.
-    a_u = s1 * cos_t
-    a_v = s2 * (cc * cos_t + sn * sin_t)
-    breaks = []
-    for k in kinks_u:
-        breaks += [_safe_div(jnp.asarray(k, dtype), a_u), _safe_div(jnp.asarray(-k, dtype), a_u)]
-    for k in kinks_v:
-        breaks += [_safe_div(jnp.asarray(k, dtype), a_v), _safe_div(jnp.asarray(-k, dtype), a_v)]
-    edges = jnp.asarray(_radial_edges(rule), dtype)
-    edges = jnp.broadcast_to(edges, theta.shape + edges.shape)
-    if breaks:
-        # Breakpoints that are not in (0, r_max) collapse onto r_max and add empty
-        # panels there (zero weight, and nodes where phi is finite: at r = 0 a
-        # singular phi' would make 0 * inf = NaN).
-        b = jnp.stack(breaks, axis=-1)
-        b = jnp.where(b > 0, jnp.minimum(b, rule.r_max), rule.r_max)
-        edges = jnp.sort(jnp.concatenate([edges, b], axis=-1), axis=-1)
-    tr, wr = (jnp.asarray(a, dtype) for a in _legendre01(rule.radial_order))
-    r, w_r = _panel_nodes(edges, tr, wr)
-    w = w_theta[:, None] * w_r * r * jnp.exp(-0.5 * r * r) / (2.0 * jnp.pi)
-    return r * cos_t[:, None], r * sin_t[:, None], w, sn
-
-
-def _symmetric_products(f, u, v):
-    """``f(u) f(v) + f(-u) f(-v)``: the integrand over the half-plane and its reflection.
-
-    ``f`` is evaluated once, on the four arrays stacked: one fused kernel
-    instead of four, which compiles several times faster for activations
-    built from special functions.
-    """
-    y = f(jnp.stack([u, v, -u, -v]))
-    return y[0] * y[1] + y[2] * y[3]
-
-
-def _nth_derivative(f, n: int):
-    for _ in range(n):
-        f = (lambda g: lambda x: jax.jvp(g, (x,), (jnp.ones_like(x),))[1])(f)
-    return f
-
-
-def _bind(fn, has_params, params):
-    return (lambda x: fn(x, params)) if has_params else fn
 
 
 def _split_kinks(kinks):
@@ -211,59 +135,38 @@ def _split_kinks(kinks):
     return tuple(sorted({float(k) for k in kinks if float(k) != 0.0}))
 
 
-def _dual_impl(fn, has_params, kinks, order, rule, s1, s2, c, params):
+def _dual_impl(order, rule, act, s1, s2, c):
     """``E[f(u) f(v)]``, ``f = phi^(order)``, ``u = s1 z1``, ``v = s2 (c z1 + s z2)``."""
-    f = _nth_derivative(_bind(fn, has_params, params), order)
-    z1, z2, w, sn = _polar_nodes(s1, s2, c, kinks, kinks, rule)
+    kinks = _split_kinks(act.kinks)
+    z1, z2, w, sn = polar_nodes(s1, s2, c, kinks, kinks, rule)
     u = s1 * z1
     v = s2 * (c * z1 + sn * z2)
-    return jnp.sum(w * _symmetric_products(f, u, v))
+    return jnp.sum(w * symmetric_products(derivative(act, order), u, v))
 
 
-_dual = jax.custom_jvp(_dual_impl, nondiff_argnums=(0, 1, 2, 3, 4))
+_dual = jax.custom_jvp(_dual_impl, nondiff_argnums=(0, 1))
 
 
 @_dual.defjvp
-def _dual_jvp(fn, has_params, kinks, order, rule, primals, tangents):
-    s1, s2, c, params = primals
-    ds1, ds2, dc, dparams = tangents
+def _dual_jvp(order, rule, primals, tangents):
+    act, s1, s2, c = primals
+    dact, ds1, ds2, dc = tangents
     # Scales and parameters: differentiate the rule (the nodes move smoothly).
     out, t_sp = jax.jvp(
-        lambda a, b, p: _dual_impl(fn, has_params, kinks, order, rule, a, b, c, p),
-        (s1, s2, params),
-        (ds1, ds2, dparams),
+        lambda a, b, p: _dual_impl(order, rule, p, a, b, c),
+        (s1, s2, act),
+        (ds1, ds2, dact),
     )
     # Correlation: Price's theorem, dE/dCov = E[f'(u) f'(v)], Cov = s1 s2 c.
-    price = _dual(fn, has_params, kinks, order + 1, rule, s1, s2, c, params)
+    price = _dual(order + 1, rule, act, s1, s2, c)
     return out, t_sp + s1 * s2 * price * dc
 
 
-def _prepare(phi, params, *arrays):
-    act = _activations.as_activation(phi, params)
-    params = act.params
-    leaves = [a for a in arrays if a is not None] + jax.tree_util.tree_leaves(params)
-    for name, a in zip(("first", "second", "third"), arrays):
-        dt = getattr(a, "dtype", None)
-        if dt is not None and not jnp.issubdtype(dt, jnp.floating):
-            raise TypeError(
-                f"the {name} numeric argument has dtype {dt}; pass floating-point values"
-            )
-    dtype = jnp.result_type(*leaves, 0.0)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(0.0)
-    if params is not None:
-        params = jax.tree_util.tree_map(lambda p: jnp.asarray(p, dtype), params)
-    return act, params, dtype
-
-
-def _safe_sqrt(v):
-    # sqrt with a finite (zero) gradient at v = 0 (double-where).
-    pos = v > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
-
-
-def _is_concrete(x):
-    return not isinstance(x, jax.core.Tracer)
+def prepare(phi, params, **arrays):
+    """The prepared activation and the working dtype of a kernel computation;
+    ``arrays`` are its numeric arguments by name (for dtype checks and messages)."""
+    dtype = working_dtype(arrays, _activations.as_activation(phi, params).params)
+    return _activations.prepare(phi, params, dtype=dtype), dtype
 
 
 def dual(phi, c, *, q=1.0, q2=None, params: Any = None, derivative: bool = False, rule: PolarRule = DEFAULT_RULE):
@@ -296,35 +199,40 @@ def dual(phi, c, *, q=1.0, q2=None, params: Any = None, derivative: bool = False
       >>> round(float(jaxsig.kernels.dual("relu", 0.0, q=2.0)), 6)  # q / (2 pi)
       0.31831
     """
-    act, params, dtype = _prepare(phi, params, c, q, q2)
+    arrays = {"c": c, "q": q} if q2 is None else {"c": c, "q": q, "q2": q2}
+    act, dtype = prepare(phi, params, **arrays)
     c = jnp.asarray(c, dtype)
     q = jnp.asarray(q, dtype)
     q2 = q if q2 is None else jnp.asarray(q2, dtype)
-    for name, v in (("q", q), ("q2", q2)):
-        if _is_concrete(v) and not np.all(np.isfinite(np.asarray(v)) & (np.asarray(v) >= 0)):
-            raise ValueError(f"{name} must be a non-negative, finite variance, got {name}={np.asarray(v)}")
+    check_range("q", q, low=0.0, what="a non-negative, finite variance")
+    check_range("q2", q2, low=0.0, what="a non-negative, finite variance")
     jnp.broadcast_shapes(c.shape, q.shape, q2.shape)  # a clear error for incompatible shapes
-    order = 1 if derivative else 0
-    return _dual_batched(act.fn, act.params is not None, _split_kinks(act.kinks), order, rule, c, q, q2, params)
+    return _dual_batched(1 if derivative else 0, rule, act, c, q, q2)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _dual_batched(fn, has_params, kinks, order, rule, c, q, q2, params):
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _dual_batched(order, rule, act, c, q, q2):
     shape = jnp.broadcast_shapes(c.shape, q.shape, q2.shape)
-    flat = [jnp.broadcast_to(a, shape).ravel() for a in (_safe_sqrt(q), _safe_sqrt(q2), c)]
-    one = lambda a, b, cc: _dual(fn, has_params, kinks, order, rule, a, b, cc, params)  # noqa: E731
-    return jax.vmap(one)(*flat).reshape(shape)
+    flat = [jnp.broadcast_to(a, shape).ravel() for a in (safe_sqrt(q), safe_sqrt(q2), c)]
+    return jax.vmap(lambda a, b, cc: _dual(order, rule, act, a, b, cc))(*flat).reshape(shape)
 
 
 def _norm(x):
-    return _safe_sqrt(jnp.sum(x * x, axis=-1))
+    return safe_sqrt(jnp.sum(x * x, axis=-1))
+
+
+def _prepare_vectors(phi, params, x, y):
+    """The prepared activation and the vectors ``x``, ``y`` in the working dtype, checked."""
+    act, dtype = prepare(phi, params, x=x, y=y)
+    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    _check_vectors(x, y)
+    return act, x, y
 
 
 def _check_vectors(x, y):
     if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
         raise ValueError(
-            f"x and y must be vectors of the same length, got shapes {x.shape} and {y.shape}; "
-            "use jax.vmap for batches"
+            f"x and y must be vectors of the same length, got shapes {x.shape} and {y.shape}; use jax.vmap for batches"
         )
 
 
@@ -350,16 +258,14 @@ def kernel(phi, x, y, *, params: Any = None, rule: PolarRule = DEFAULT_RULE):
       >>> round(float(jaxsig.kernels.kernel("relu", x, y)), 6)  # 1 / (2 pi)
       0.159155
     """
-    act, params, dtype = _prepare(phi, params, x, y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    _check_vectors(x, y)
-    return _kernel(act.fn, act.params is not None, _split_kinks(act.kinks), rule, x, y, params)
+    act, x, y = _prepare_vectors(phi, params, x, y)
+    return _kernel(rule, act, x, y)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _kernel(fn, has_params, kinks, rule, x, y, params):
+@functools.partial(jax.jit, static_argnums=(0,))
+def _kernel(rule, act, x, y):
     nx, ny = _norm(x), _norm(y)
-    return _dual(fn, has_params, kinks, 0, rule, nx, ny, _cosine(x, y, nx, ny), params)
+    return _dual(0, rule, act, nx, ny, _cosine(x, y, nx, ny))
 
 
 def _cosine(x, y, nx, ny):
@@ -392,15 +298,12 @@ def kernel_mixed_hessian(phi, x, y, *, params: Any = None, rule: PolarRule = DEF
     Returns:
       Array ``(d, d)`` with entries ``d^2 K / dx_i dy_j``.
     """
-    act, params, dtype = _prepare(phi, params, x, y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    _check_vectors(x, y)
-    kinks = _split_kinks(act.kinks)
-    return _mixed_hessian(act.fn, act.params is not None, kinks, rule, x, y, params)
+    act, x, y = _prepare_vectors(phi, params, x, y)
+    return _mixed_hessian(rule, act, x, y)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _mixed_hessian(fn, has_params, kinks, rule, x, y, params):
+@functools.partial(jax.jit, static_argnums=(0,))
+def _mixed_hessian(rule, act, x, y):
     d = x.shape[0]
     dtype = x.dtype
     nx, ny = _norm(x), _norm(y)
@@ -421,19 +324,22 @@ def _mixed_hessian(fn, has_params, kinks, rule, x, y, params):
     a2 = jnp.dot(y, e2)
     c = jnp.where(ny > 0, a1 / jnp.where(ny > 0, ny, 1.0), 1.0)
     c = jnp.clip(c, -1.0, 1.0)
-    f1 = _nth_derivative(_bind(fn, has_params, params), 1)
-    z1, z2, w, sn = _polar_nodes(nx, ny, c, kinks, kinks, rule)
+    kinks = _split_kinks(act.kinks)
+    z1, z2, w, sn = polar_nodes(nx, ny, c, kinks, kinks, rule)
     u = nx * z1
     v = a1 * z1 + jnp.abs(a2) * z2
     sign2 = jnp.where(a2 < 0, -1.0, 1.0)  # z2 -> -z2 if e2 points against y
-    pp = _symmetric_products(f1, u, v)  # even in z: the weights z_i z_j are too
+    pp = symmetric_products(derivative(act, 1), u, v)  # even in z: the weights z_i z_j are too
     e00 = jnp.sum(w * pp)
     m11 = jnp.sum(w * pp * z1 * z1)
     m12 = jnp.sum(w * pp * z1 * z2) * sign2
     m22 = jnp.sum(w * pp * z2 * z2)
     if d == 1:
         return (m11 * e1[:, None] * e1[None, :]).astype(dtype)
-    outer = lambda a, b: a[:, None] * b[None, :]  # noqa: E731
+
+    def outer(a, b):
+        return a[:, None] * b[None, :]
+
     proj = outer(e1, e1) + outer(e2, e2)
     return (
         e00 * (jnp.eye(d, dtype=dtype) - proj)
@@ -459,20 +365,162 @@ def curvature_bound(phi, x, y, *, params: Any = None, rule=None):
     Returns:
       Scalar array.
     """
-    act, params, dtype = _prepare(phi, params, x, y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    _check_vectors(x, y)
+    act, x, y = _prepare_vectors(phi, params, x, y)
     # 0 is always a panel edge of the 1-D rule; declaring it as a kink as well
     # would only remove the grid's refinement toward 0 (small |x|).
     rule = quadrature.get_rule(rule).with_kinks(_split_kinks(act.kinks))
-    return _curvature_bound(act.fn, act.params is not None, rule, x, y, params)
+    return _curvature_bound(rule, act, x, y)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _curvature_bound(fn, has_params, rule, x, y, params):
+@functools.partial(jax.jit, static_argnums=(0,))
+def _curvature_bound(rule, act, x, y):
     s = jnp.stack([_norm(x), _norm(y)])
     pos = s > 0
-    g4 = _moments(fn, jnp.where(pos, s, 1.0), params=params if has_params else None, rule=rule).g4
-    f1 = _nth_derivative(_bind(fn, has_params, params), 1)
-    g4 = jnp.where(pos, g4, jnp.abs(f1(jnp.zeros((), x.dtype))))
+    sigma = jnp.where(pos, s, 1.0)
+    g4 = expectations(act, rule, sigma, jnp.zeros_like(sigma)).g4
+    g4 = jnp.where(pos, g4, jnp.abs(derivative(act, 1)(jnp.zeros((), x.dtype))))
     return math.sqrt(3.0) * g4[0] * g4[1]
+
+
+# --- The sharp bound, and the paper's bound as stated -------------------------------------------
+
+
+def _gain_sums(act, rule, sigma):
+    """``(E[phi'(sigma Z)^2 Z^2], E[phi'(sigma Z)^2])`` for ``sigma >= 0`` (any shape).
+
+    ``sigma = 0``: both are ``phi'(0)^2``. ``NaN`` where ``phi'`` is not finite at a node.
+    """
+    pos = sigma > 0
+    s = jnp.where(pos, sigma, 1.0)
+    x, w = rule.gaussian(s, jnp.zeros_like(s), s.dtype)
+    f1 = derivative(act, 1)(x)
+    finite = jnp.all(jnp.isfinite(f1), axis=-1)
+    f2 = jnp.where(jnp.isfinite(f1), f1 * f1, 0.0)
+    z = x / s[..., None]
+    a = jnp.sum(w * f2 * z * z, axis=-1)
+    b = jnp.sum(w * f2, axis=-1)
+    at0 = derivative(act, 1)(jnp.zeros((), sigma.dtype)) ** 2
+    a, b = jnp.where(pos, a, at0), jnp.where(pos, b, at0)
+    nan = jnp.asarray(jnp.nan, sigma.dtype)
+    return jnp.where(finite | ~pos, a, nan), jnp.where(finite | ~pos, b, nan)
+
+
+def _line_rule(act, rule):
+    # 0 is always a panel edge of the 1-D rule (see curvature_bound).
+    return quadrature.get_rule(rule).with_kinks(_split_kinks(act.kinks))
+
+
+def sharp_hessian_bound(phi, x, y, *, params: Any = None, rule=None):
+    """The sharp dimension-free bound ``sqrt(Q(|x|) Q(|y|))`` on ``||grad_x grad_y K||_2``.
+
+    ``Q(sigma) = max(E[phi'(sigma Z)^2 Z^2], E[phi'(sigma Z)^2])``; proved in the
+    module notes, attained at ``x = y`` in dimension ``d >= 2``, and never above
+    :func:`curvature_bound` (``Q <= sqrt(3) g4^2``). At ``sigma = 0``,
+    ``Q = phi'(0)^2``.
+
+    Args:
+      phi: activation name, :class:`~jaxsig.Activation` or callable.
+      x, y: vectors of shape ``(d,)``.
+      params: parameters of ``phi``.
+      rule: 1-D Gaussian quadrature rule (see :func:`jaxsig.moments`).
+
+    Returns:
+      Scalar array; differentiable in ``x``, ``y`` and ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxsig
+      >>> x = jnp.array([0.3, 0.0, 0.0])
+      >>> round(float(jaxsig.kernels.sharp_hessian_bound("relu", x, x)), 6)  # = ||H|| = 1/2
+      0.5
+    """
+    act, x, y = _prepare_vectors(phi, params, x, y)
+    return _sharp_bound(_line_rule(act, rule), act, x, y)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _sharp_bound(rule, act, x, y):
+    a, b = _gain_sums(act, rule, jnp.stack([_norm(x), _norm(y)]))
+    q = jnp.maximum(a, b)
+    return safe_sqrt(q[0] * q[1])
+
+
+def paper_hessian_bound(phi, x, y, *, C=4.0, params: Any = None, rule=None):
+    """The paper's kernel-curvature bound as stated: ``C g2(|x|) g2(|y|) |x| |y|``.
+
+    arXiv:2510.08456 claims ``||grad_x grad_y K(x, y)||_op <= C g2(|x|) g2(|y|) |x| |y|``
+    (``C = 4``). jaxsig evaluates the claim rather than relying on it: it is
+    false near the origin for every activation (module notes; ReLU at ``x = y``,
+    ``|x| < 1/2``: ``||H|| = 1/2 > 2 |x|^2``). It holds at ``(x, y)`` when
+    ``C >= sqrt(C*(|x|) C*(|y|))`` (:func:`paper_hessian_constant`). For a bound
+    that always holds use :func:`sharp_hessian_bound` or :func:`curvature_bound`.
+
+    Args:
+      phi: activation name, :class:`~jaxsig.Activation` or callable.
+      x, y: vectors of shape ``(d,)``.
+      C: the constant (``> 0``; the paper's is 4).
+      params: parameters of ``phi``.
+      rule: 1-D Gaussian quadrature rule for ``g2`` (see :func:`jaxsig.moments`).
+
+    Returns:
+      Scalar array; differentiable in ``x``, ``y``, ``C`` and ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxsig
+      >>> x = jnp.array([0.3, 0.0, 0.0])
+      >>> round(float(jaxsig.kernels.paper_hessian_bound("relu", x, x)), 6)  # 4 (1/2) 0.3^2 < 1/2
+      0.18
+    """
+    act, dtype = prepare(phi, params, x=x, y=y, C=C)
+    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    _check_vectors(x, y)
+    check_range("C", C, low=0.0, strict=True, hint="the paper's constant is 4")
+    return _paper_bound(_line_rule(act, rule), act, x, y, jnp.asarray(C, dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _paper_bound(rule, act, x, y, C):
+    n = jnp.stack([_norm(x), _norm(y)])
+    _, b = _gain_sums(act, rule, n)
+    g2 = safe_sqrt(b)
+    return C * g2[0] * g2[1] * n[0] * n[1]
+
+
+def paper_hessian_constant(phi, sigma, *, params: Any = None, rule=None):
+    """The smallest ``C`` for which the paper's bound holds on the sphere ``|x| = |y| = sigma``.
+
+    .. math:: C^*(\\sigma) = \\frac{Q(\\sigma)}{\\sigma^2 g_2(\\sigma)^2}
+              = \\frac{\\max(1,\\; E[\\phi'(\\sigma Z)^2 Z^2] / E[\\phi'(\\sigma Z)^2])}{\\sigma^2}.
+
+    In dimension ``d >= 2`` the paper's inequality with constant ``C`` holds at
+    ``x = y``, ``|x| = sigma``, if and only if ``C >= C*(sigma)``, and at any ``(x, y)``
+    with ``C >= sqrt(C*(|x|) C*(|y|))`` (module notes). ReLU: ``1 / sigma^2``;
+    ``x^k``: ``(2k - 1) / sigma^2``. ``inf`` at ``sigma = 0`` unless ``phi'(0) = 0``;
+    ``0`` where ``phi' = 0`` almost surely (both sides vanish).
+
+    Args:
+      phi: activation name, :class:`~jaxsig.Activation` or callable.
+      sigma: radius (radii) ``>= 0``, any shape.
+      params: parameters of ``phi``.
+      rule: 1-D Gaussian quadrature rule (see :func:`jaxsig.moments`).
+
+    Returns:
+      Array of ``sigma``'s shape; differentiable in ``sigma`` and ``params``.
+
+    Examples:
+      >>> import jaxsig
+      >>> [round(float(c), 6) for c in jaxsig.kernels.paper_hessian_constant("x^3", [1.0, 2.0])]  # 5 / sigma^2
+      [5.0, 1.25]
+    """
+    act, dtype = prepare(phi, params, sigma=sigma)
+    check_range("sigma", sigma, low=0.0, what="a non-negative, finite radius")
+    sigma = jnp.asarray(sigma, dtype)
+    return _paper_constant(_line_rule(act, rule), act, sigma)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _paper_constant(rule, act, sigma):
+    a, b = _gain_sums(act, rule, sigma)
+    ratio = jnp.maximum(1.0, a / jnp.where(b > 0, b, 1.0))
+    s2 = sigma * sigma
+    c = ratio / jnp.where(s2 > 0, s2, 1.0)
+    return jnp.where(b > 0, jnp.where(s2 > 0, c, jnp.inf), jnp.where(jnp.isnan(b), jnp.nan, 0.0))

@@ -7,7 +7,7 @@ Two questions a researcher asks of an activation ``phi``:
   wants next to it: which sides saturate, where ``phi'`` jumps, parity,
   monotonicity, and which signature components are infinite or undefined.
 * *Is it a good choice at input scale sigma?* :func:`report_card` applies the
-  five design principles of SPEC to a (possibly batched) signature, each with a
+  five design principles of the specification (docs/spec.md) to a (possibly batched) signature, each with a
   threshold the user may change, and :func:`explain` turns each line into one
   sentence that says what the number predicts.
 
@@ -22,7 +22,7 @@ Examples:
   >>> from jaxsig import taxonomy
   >>> taxonomy.classify("relu").growth
   'A1'
-  >>> card = taxonomy.report_card(*jaxsig.signature("relu", 1.0, with_aux=True))
+  >>> card = taxonomy.report_card(*jaxsig.signature_with_aux("relu", 1.0))
   >>> round(float(card.weight_variance), 12), bool(card.contraction.passed)
   (2.0, True)
 """
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +39,10 @@ import numpy as np
 
 from jaxsig.core import activations as _activations
 from jaxsig.core import quadrature
+from jaxsig.core._format import format_number
+from jaxsig.core._numerics import derivatives, is_concrete
 from jaxsig.core.signature import FIELDS, GROWTH_CLASSES, Auxiliary, Signature
-from jaxsig.core.signature import signature as _signature
+from jaxsig.core.signature import signature_with_aux as _signature_with_aux
 
 __all__ = [
     "Classification",
@@ -93,9 +95,10 @@ class Classification(NamedTuple):
 
 
 def classify(phi, *, params: Any = None, signature=None, dtype=None) -> Classification:
-    """Classify ``phi``: growth class and shape facts.
+    """Classify ``phi``: growth class and shape facts (one test per fact, in the
+    order of this docstring, which is why the function is long).
 
-    The growth class is :attr:`jaxsig.Auxiliary.growth` (SPEC): ``A>1`` when a
+    The growth class is :attr:`jaxsig.Auxiliary.growth` (docs/spec.md): ``A>1`` when a
     slope ``alpha_+-`` is infinite or, where ``phi(x)/x`` has no limit,
     ``sup |phi(x)/x|`` keeps growing along the ladder ``+-2**k``; ``A0`` when
     ``phi`` is bounded (``sin x`` is A0); ``A1`` otherwise.
@@ -145,7 +148,7 @@ def classify(phi, *, params: Any = None, signature=None, dtype=None) -> Classifi
     """
     act = _activations.as_activation(phi, params)
     if signature is None:
-        sig, aux = _signature(act, 1.0, with_aux=True)
+        sig, aux = _signature_with_aux(act, 1.0)
     else:
         if not (
             isinstance(signature, tuple)
@@ -154,8 +157,7 @@ def classify(phi, *, params: Any = None, signature=None, dtype=None) -> Classifi
             and isinstance(signature[1], Auxiliary)
         ):
             raise ValueError(
-                "signature must be the pair (Signature, Auxiliary) returned by "
-                "jaxsig.signature(phi, sigma, with_aux=True)"
+                "signature must be the pair (Signature, Auxiliary) returned by jaxsig.signature_with_aux(phi, sigma)"
             )
         sig, aux = signature
     if dtype is None:
@@ -164,9 +166,7 @@ def classify(phi, *, params: Any = None, signature=None, dtype=None) -> Classifi
     # Slopes, tv and c do not depend on sigma: one value each. The Gaussian
     # components count as infinite (undefined) if any entry is.
     comp = {
-        name: _single(getattr(sig, name), name)
-        if name in _SIGMA_FREE
-        else _worst(getattr(sig, name))
+        name: _single(getattr(sig, name), name) if name in _SIGMA_FREE else _worst(getattr(sig, name))
         for name in FIELDS
     }
     beta_p = _single(aux.beta_plus, "beta_plus")
@@ -181,7 +181,7 @@ def classify(phi, *, params: Any = None, signature=None, dtype=None) -> Classifi
     near_kink = np.array(probes)[:, None] + np.array([-1.0, 1.0, -1024.0, 1024.0]) * hs[:, None]
     # One compiled evaluation of phi, phi', phi'' at every point the tests need.
     pts = np.concatenate([x, -xp, near_kink.ravel()])
-    f0, f1, f2 = _probe(act.fn, act.params is not None, jnp.asarray(pts, dtype), act.params)
+    f0, f1, f2 = _probe(_activations.prepare(act, dtype=dtype), jnp.asarray(pts, dtype))
     n, m = x.size, xp.size
     fp, fm = f0[:n][x > 0], f0[n : n + m]
     kd1, kd2 = f1[n + m :].reshape(-1, 4), f2[n + m :].reshape(-1, 4)
@@ -260,19 +260,14 @@ def _single(v, name) -> float:
     return float(first)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _probe_jit(fn, has_params, x, params):
-    f = (lambda t: fn(t, params)) if has_params else fn
-    df = lambda t: jax.jvp(f, (t,), (jnp.ones_like(t),))  # noqa: E731
-    (y, dy), (_, ddy) = jax.jvp(df, (x,), (jnp.ones_like(x),))
-    return y, dy, ddy
+@jax.jit
+def _probe_jit(act, x):
+    return derivatives(act, x, 2)
 
 
-def _probe(fn, has_params, x, params):
+def _probe(act, x):
     """``phi, phi', phi''`` at ``x`` (forward over forward), as float64 NumPy."""
-    if params is not None:
-        params = jax.tree_util.tree_map(lambda p: jnp.asarray(p, x.dtype), params)
-    return tuple(np.asarray(v, np.float64) for v in _probe_jit(fn, has_params, x, params))
+    return tuple(np.asarray(v, np.float64) for v in _probe_jit(act, x))
 
 
 # --- Report card -----------------------------------------------------------------
@@ -293,7 +288,7 @@ class Principle(NamedTuple):
 
 
 class ReportCard(NamedTuple):
-    """The five design principles of SPEC at one input scale (a pytree of arrays).
+    """The five design principles of the specification (docs/spec.md) at one input scale (a pytree of arrays).
 
     Every field has the shape of the signature it was computed from.
 
@@ -361,10 +356,11 @@ symbol and the comparison that must hold."""
 
 
 def report_card(
-    sig: Signature,
-    aux: Auxiliary,
+    sig,
+    aux: Optional[Auxiliary] = None,
     sigma=1.0,
     *,
+    params: Any = None,
     bias_variance=0.0,
     g2_max=0.8,
     variance_slope_max=1.0,
@@ -373,7 +369,7 @@ def report_card(
     tv_max=5.0,
     c_max=math.inf,
 ) -> ReportCard:
-    """Judge a signature against the five design principles of SPEC.
+    """Judge a signature against the five design principles of the specification (docs/spec.md).
 
     With ``q = sigma^2`` and ``sb^2 = bias_variance``:
 
@@ -393,10 +389,15 @@ def report_card(
     family. A NaN value (undefined ``b``) fails.
 
     Args:
-      sig: the :class:`~jaxsig.Signature` at input scale ``sigma`` (any shape;
-        stack several activations along a leading axis to judge a table).
-      aux: the matching :class:`~jaxsig.Auxiliary` (``with_aux=True``).
-      sigma: the input scale the signature was computed at (broadcastable).
+      sig: what :func:`jaxsig.signature` takes (an activation name,
+        :class:`~jaxsig.Activation` or callable), whose signature is then
+        computed at ``sigma``; or a :class:`~jaxsig.Signature` already computed at
+        input scale ``sigma`` (any shape; stack several activations along a
+        leading axis to judge a table), with its ``aux``.
+      aux: the matching :class:`~jaxsig.Auxiliary` (from :func:`jaxsig.signature_with_aux`);
+        only with a :class:`~jaxsig.Signature`.
+      sigma: the input scale (broadcastable).
+      params: parameters of the activation (only with an activation).
       bias_variance: ``sb^2``, which must be ``< sigma^2``.
       g2_max, variance_slope_max, m1_max, b_max, tv_max, c_max: thresholds.
 
@@ -411,16 +412,22 @@ def report_card(
     Examples:
       >>> import jaxsig
       >>> from jaxsig import taxonomy
-      >>> card = taxonomy.report_card(*jaxsig.signature("tanh", 1.0, with_aux=True))
+      >>> card = taxonomy.report_card(*jaxsig.signature_with_aux("tanh", 1.0))
       >>> float(card.conditioning.value), bool(card.conditioning.passed)
       (2.0, True)
     """
+    if not isinstance(sig, Signature):
+        if aux is not None:
+            raise TypeError("aux is only for a precomputed Signature; pass report_card(phi, sigma=...) alone")
+        sig, aux = _signature_with_aux(sig, sigma, params=params)
+    elif aux is None or not isinstance(aux, Auxiliary):
+        raise TypeError("a Signature needs its Auxiliary: report_card(*jaxsig.signature_with_aux(phi, sigma), sigma)")
     dtype = jnp.asarray(sig.m2).dtype
     sigma = jnp.asarray(sigma, dtype)
     sb2 = jnp.asarray(bias_variance, dtype)
-    if not isinstance(sigma, jax.core.Tracer) and not bool(np.all(np.asarray(sigma) > 0)):
+    if is_concrete(sigma) and not bool(np.all(np.asarray(sigma) > 0)):
         raise ValueError(f"sigma must be positive, got sigma={np.asarray(sigma)}")
-    if not isinstance(sigma, jax.core.Tracer) and not isinstance(sb2, jax.core.Tracer):
+    if is_concrete(sigma, sb2):
         s2, b2 = np.asarray(sigma) ** 2, np.asarray(sb2)
         if not bool(np.all((b2 >= 0) & (b2 < s2))):
             raise ValueError(
@@ -428,7 +435,10 @@ def report_card(
                 f"keeps q = sigma^2 fixed, got bias_variance={b2} with sigma={np.asarray(sigma)}"
             )
     shape = jnp.shape(sig.m2)
-    bc = lambda v: jnp.broadcast_to(jnp.asarray(v, dtype), shape)  # noqa: E731
+
+    def bc(v):
+        return jnp.broadcast_to(jnp.asarray(v, dtype), shape)
+
     q = sigma * sigma
     sw2 = (q - sb2) / sig.m2
     v_slope = sw2 * aux.dm2_dsigma / (2.0 * sigma)
@@ -440,9 +450,7 @@ def report_card(
 
     return ReportCard(
         contraction=line(sig.g2, g2_max, sig.g2 <= g2_max),
-        variance=line(
-            v_slope, variance_slope_max, v_slope <= variance_slope_max * (1 + slack) + slack
-        ),
+        variance=line(v_slope, variance_slope_max, v_slope <= variance_slope_max * (1 + slack) + slack),
         bias_mean=line(jnp.abs(sig.m1), m1_max, jnp.abs(sig.m1) <= m1_max),
         bias_area=line(abs_b, b_max, abs_b <= b_max),
         conditioning=line(sig.tv, tv_max, sig.tv < tv_max),
@@ -480,20 +488,6 @@ class CardLine(NamedTuple):
     sentence: str
 
 
-def format_number(v, digits: int = 4) -> str:
-    """A number for people: ``digits`` significant digits, ``inf``/``-inf``,
-    NaN as ``undefined``, and ``|v| < 1e-12`` as ``0`` (rounding noise of
-    quantities that vanish, such as ``m1`` of an odd activation)."""
-    v = float(v)
-    if math.isnan(v):
-        return "undefined"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    if abs(v) < 1e-12:
-        return "0"
-    return f"{v:.{digits}g}"
-
-
 _num = format_number
 
 
@@ -511,11 +505,14 @@ def explain(card: ReportCard, index=()) -> tuple[CardLine, ...]:
     Examples:
       >>> import jaxsig
       >>> from jaxsig import taxonomy
-      >>> card = taxonomy.report_card(*jaxsig.signature("relu", 1.0, with_aux=True))
+      >>> card = taxonomy.report_card(*jaxsig.signature_with_aux("relu", 1.0))
       >>> taxonomy.explain(card)[0].rule
       'g2 <= 0.8'
     """
-    at = lambda a: float(np.asarray(a, dtype=np.float64)[index])  # noqa: E731
+
+    def at(a):
+        return float(np.asarray(a, dtype=np.float64)[index])
+
     sigma = at(card.sigma)
     sw2, kappa, chi1, corr = at(card.weight_variance), at(card.log_slope), at(card.chi1), at(card.correlation)
     q = sigma * sigma
@@ -528,14 +525,16 @@ def explain(card: ReportCard, index=()) -> tuple[CardLine, ...]:
                 f"with unit weight variance, mean-square perturbations are multiplied by "
                 f"g2^2 = {_num(v * v)} per layer, so they "
                 + ("shrink" if v * v < 1 else ("neither grow nor shrink" if v * v == 1 else "grow"))
-                + f" (chi1 = sW^2 g2^2 in general)."
+                + " (chi1 = sW^2 g2^2 in general)."
             )
         elif key == "variance":
             regime = "edge of chaos" if abs(chi1 - 1) <= 1e-6 else ("ordered" if chi1 < 1 else "chaotic")
             fate = (
                 "undefined"
                 if math.isnan(v)
-                else "it decays" if v < 1 - 1e-6 else ("it persists" if abs(v - 1) <= 1e-6 else "it grows")
+                else "it decays"
+                if v < 1 - 1e-6
+                else ("it persists" if abs(v - 1) <= 1e-6 else "it grows")
             )
             s = (
                 f"sW^2 = {_num(sw2)} keeps q = {_num(q)} fixed (d log m2 / d log sigma = "
@@ -560,8 +559,7 @@ def explain(card: ReportCard, index=()) -> tuple[CardLine, ...]:
             )
         elif key == "conditioning":
             s = (
-                "phi' has unbounded variation, so gradient magnitudes and the kernel's "
-                "curvature are not controlled."
+                "phi' has unbounded variation, so gradient magnitudes and the kernel's curvature are not controlled."
                 if math.isinf(v)
                 else f"|phi'(x) - phi'(y)| <= tv = {_num(v)} for all x, y: gradients differ by at "
                 "most that across inputs, which bounds the kernel's curvature."

@@ -50,9 +50,7 @@ def _matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
-        raise ImportError(
-            "jaxsig.plotting needs matplotlib: pip install 'jaxsig[cli]' (or matplotlib)"
-        ) from e
+        raise ImportError("jaxsig.plotting needs matplotlib: pip install 'jaxsig[cli]' (or matplotlib)") from e
     return Figure, FigureCanvasAgg, colormaps
 
 
@@ -89,9 +87,7 @@ def _scale_axis(ax, values: np.ndarray):
         ax.set_yscale("symlog", linthresh=max(1e-3, float(np.quantile(nz, 0.1))))
 
 
-def plot_components(
-    sigma, signatures: Mapping[str, Signature], *, mu: float = 0.0, path=None
-) -> Figure:
+def plot_components(sigma, signatures: Mapping[str, Signature], *, mu: float = 0.0, path=None) -> Figure:
     """Nine panels, one per component: the Gaussian five against ``sigma``
     (log axis), the sigma-independent four (slopes, ``tv``, ``c``) as bars.
 
@@ -214,8 +210,9 @@ def plot_g2_tv(
             lo_all += [g.min(), g.max()]
         marker = _MARKERS[i % len(_MARKERS)] if np.isfinite(tv[i]) else ">"
         label = f"{n}  (tv {_short(tv[i])}, g2 {_short(g2[i])})"
-        ax.plot([x], [g2[i]], marker=marker, ms=9, color=colors[n], mec="0.2", mew=0.6, ls="none",
-                label=label, zorder=3)
+        ax.plot(
+            [x], [g2[i]], marker=marker, ms=9, color=colors[n], mec="0.2", mew=0.6, ls="none", label=label, zorder=3
+        )
     ax.set_yscale("log")
     ys = np.array(lo_all + list(g2[np.isfinite(g2) & (g2 > 0)]) + [g2_max])
     y_lo, y_hi = ys.min() / 1.3, ys.max() * 1.3
@@ -223,8 +220,15 @@ def plot_g2_tv(
     ax.set_xlim(-0.2, edge + 0.6)
     ax.axhline(g2_max, color="0.25", ls="--", lw=1)
     ax.axvline(tv_max, color="0.25", ls="--", lw=1)
-    ax.axvspan(-0.2, tv_max, ymin=0, ymax=(math.log(g2_max) - math.log(y_lo)) / (math.log(y_hi) - math.log(y_lo)),
-               color="tab:green", alpha=0.08, lw=0)
+    ax.axvspan(
+        -0.2,
+        tv_max,
+        ymin=0,
+        ymax=(math.log(g2_max) - math.log(y_lo)) / (math.log(y_hi) - math.log(y_lo)),
+        color="tab:green",
+        alpha=0.08,
+        lw=0,
+    )
     ax.text(tv_max, y_hi, f" tv = {tv_max:g}", va="top", ha="left", fontsize=9, color="0.25")
     ax.text(-0.1, g2_max, f"g2 = {g2_max:g}", va="bottom", ha="left", fontsize=9, color="0.25")
     if np.any(~np.isfinite(tv)):
@@ -284,13 +288,18 @@ def plot_shapes(
     for ax, act in zip(axes, acts):
         r = min(20.0, max(5.0, 1.5 * max((abs(k) for k in act.kinks), default=0.0)))
         x = np.linspace(-r, r, 801)
-        f = act.bind(act.params) if act.params is not None else act.fn
+        f = act
         y = np.asarray(jax.jit(f)(jnp.asarray(x)), np.float64)
         ax.plot(x, y, color=colors[act.name], lw=2)
         sig, aux = signatures[act.name]
-        val = lambda v: float(np.ravel(v)[0])  # noqa: E731
-        for side, a, b in ((1, val(sig.alpha_plus), val(aux.beta_plus)),
-                           (-1, val(sig.alpha_minus), val(aux.beta_minus))):
+
+        def val(v):
+            return float(np.ravel(v)[0])
+
+        for side, a, b in (
+            (1, val(sig.alpha_plus), val(aux.beta_plus)),
+            (-1, val(sig.alpha_minus), val(aux.beta_minus)),
+        ):
             if math.isfinite(a) and math.isfinite(b):
                 xs = np.array([0.0, side * r])
                 ax.plot(xs, a * xs + b, color="0.2", ls="--", lw=1.1)
@@ -309,6 +318,5 @@ def plot_shapes(
         ax.tick_params(labelsize=8)
     for ax in axes[n:]:
         ax.set_axis_off()
-    fig.suptitle("Activations (solid) and their affine asymptotes alpha x + beta (dashed); "
-                 "[growth class]", fontsize=12)
+    fig.suptitle("Activations (solid) and their affine asymptotes alpha x + beta (dashed); [growth class]", fontsize=12)
     return _save(fig, path)

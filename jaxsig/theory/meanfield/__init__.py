@@ -29,7 +29,10 @@ unrolling the solver.
 
 The scalar recursion ``T(x) = phi(a x + b)`` (:func:`scalar_recursion`) is the
 one-neuron version: a contraction when ``L = |a| sup |phi'| < 1``, with the
-Lyapunov function ``V(x) = (x - x*)^2`` descending, ``V(T x) <= L^2 V(x)``.
+Lyapunov function ``V(x) = (x - x*)^2`` descending, ``V(T x) <= L^2 V(x)``, and
+the primitive-based one, the Bregman divergence
+``D(x) = F(x) - F(x*) - phi(x*) (x - x*)`` of ``F = int_0^x phi``, with a proven
+rate ``D(T x) <= bregman_rate D(x)`` (:mod:`jaxsig.theory.meanfield.lyapunov`).
 
 References:
   Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli, "Exponential expressivity in
@@ -41,37 +44,38 @@ References:
 from jaxsig.theory.meanfield._common import (
     PHASES,
     Q_MIN,
-    FixedPoint,
-    CorrelationFixedPoint,
-    DepthScales,
-    EdgeOfChaos,
-    Init,
-    ScalarRecursion,
-    MLPSimulation,
-)
-from jaxsig.theory.meanfield.variance import (
-    variance_map,
-    variance_map_slope,
-    perturbation_gain,
-    variance_trajectory,
-    fixed_point,
 )
 from jaxsig.theory.meanfield.correlation import (
+    CorrelationFixedPoint,
+    DepthScales,
+    correlation_fixed_point,
     correlation_map,
     correlation_slope,
-    correlation_fixed_point,
     depth_scales,
 )
 from jaxsig.theory.meanfield.criticality import (
+    EdgeOfChaos,
+    Init,
+    critical_init,
     edge_of_chaos,
     init_for_fixed_q,
-    critical_init,
 )
+from jaxsig.theory.meanfield.lyapunov import bregman_divergence, derivative_range, primitive
 from jaxsig.theory.meanfield.recursion import (
+    ScalarRecursion,
     scalar_recursion,
 )
 from jaxsig.theory.meanfield.simulate import (
+    MLPSimulation,
     simulate_mlp,
+)
+from jaxsig.theory.meanfield.variance import (
+    FixedPoint,
+    fixed_point,
+    perturbation_gain,
+    variance_map,
+    variance_map_slope,
+    variance_trajectory,
 )
 
 __all__ = [
@@ -98,4 +102,7 @@ __all__ = [
     "critical_init",
     "scalar_recursion",
     "simulate_mlp",
+    "primitive",
+    "bregman_divergence",
+    "derivative_range",
 ]

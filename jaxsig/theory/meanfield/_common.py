@@ -1,4 +1,4 @@
-"""Shared pieces of the mean-field theory: result types, setup, Gaussian sums on the
+"""Shared pieces of the mean-field theory: setup, Gaussian sums on the
 variance map, and the bracketed Newton solver."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import numpy as np
 
 from jaxsig.core import activations as _activations
 from jaxsig.core import quadrature
-
+from jaxsig.core._validate import check_range, working_dtype
+from jaxsig.core.gaussian import expectations
 
 PHASES = ("ordered", "critical", "chaotic")
 """Names of the phases, indexed by :attr:`FixedPoint.phase` (ordered by ``chi1``)."""
@@ -23,264 +24,89 @@ Q_MIN = 2.0**-40
 exact). A fixed point below it is reported as ``0``; the maps evaluated "at
 ``q < Q_MIN``" are read at ``Q_MIN``, an error of ``O(Q_MIN)``, while
 :func:`fixed_point` and :func:`edge_of_chaos` report the limits ``q -> 0``
-(extrapolated from ``Q_MIN`` and ``2 Q_MIN``)."""
+(extrapolated from ``Q_MIN``, ``2 Q_MIN`` and ``4 Q_MIN``)."""
 
-_Q_MAX_DEFAULT_LOG2 = 11  # q_max = 2048: sigma = 45, inside the default grid (x_max = 512)
-
-
-# --- Result types -------------------------------------------------------------
-
-
-class FixedPoint(NamedTuple):
-    """The variance fixed point ``q* = V(q*)`` and what it implies.
-
-    Attributes:
-      q_star: the fixed point reached by iterating ``V`` from ``q0`` (``0`` when
-        the variance dies out, ``inf`` when it grows without bound).
-      slope: ``V'(q*)``, the rate at which ``q_l -> q*``; ``< 1`` for a stable
-        fixed point.
-      chi1: ``sW^2 g2(sqrt q*)^2``, the per-layer growth of squared
-        perturbations.
-      phase: index into :data:`PHASES`: ``0`` ordered (``chi1 < 1 - tol``),
-        ``1`` critical (``|chi1 - 1| <= tol``), ``2`` chaotic.
-      xi_q: depth scale of the variance, ``-1 / log V'(q*)`` (``inf`` when
-        ``V'(q*) >= 1``).
-      converged: the solver met its tolerance (always ``True`` for the exact
-        answers ``0``, ``inf`` and ``q0``).
-    """
-
-    q_star: jax.Array
-    slope: jax.Array
-    chi1: jax.Array
-    phase: jax.Array
-    xi_q: jax.Array
-    converged: jax.Array
-
-
-class CorrelationFixedPoint(NamedTuple):
-    """The stable fixed point of the correlation map and its rate.
-
-    Attributes:
-      c_star: ``1`` in the ordered and critical phases; in the chaotic phase
-        the root of ``C(c) = c`` in ``[0, 1)`` (``0`` for odd activations with
-        ``sb^2 = 0``).
-      slope: ``C'(c*) = sW^2 E[phi'(u) phi'(v)]`` (``= chi1`` when ``c* = 1``).
-      xi_c: depth scale of correlations, ``-1 / log C'(c*)``.
-      converged: the solver met its tolerance.
-    """
-
-    c_star: jax.Array
-    slope: jax.Array
-    xi_c: jax.Array
-    converged: jax.Array
-
-
-class DepthScales(NamedTuple):
-    """Depth scales (in layers) over which signals are forgotten.
-
-    Attributes:
-      xi_q: ``-1 / log V'(q*)``: the variance approaches ``q*``.
-      xi_c: ``-1 / log C'(c*)``: correlations approach ``c*``; infinite at the
-        edge of chaos.
-    """
-
-    xi_q: jax.Array
-    xi_c: jax.Array
-
-
-class EdgeOfChaos(NamedTuple):
-    """A point of the critical line ``chi1 = 1``.
-
-    Attributes:
-      sigma_w2: the critical ``sW^2`` for the requested ``sb^2``.
-      q_star: the fixed point there (``0`` at the small-``q`` end of the line,
-        e.g. tanh with ``sb^2 = 0``; ``inf`` when no finite fixed point is
-        critical, e.g. ReLU with ``sb^2 > 0``).
-      slope: ``V'(q*)`` there. Below 1 the critical fixed point attracts the
-        variance; above 1 it repels it (GELU and Swish with ``sb^2 > 0``: a
-        network settles at an ordered fixed point below ``q*`` or its variance
-        diverges above), so the network is never at the edge of chaos.
-    """
-
-    sigma_w2: jax.Array
-    q_star: jax.Array
-    slope: jax.Array
-
-
-class Init(NamedTuple):
-    """Initialisation advice: weight and bias variances and what they give.
-
-    Attributes:
-      sigma_w2: weight variance ``sW^2`` (weights ``N(0, sW^2 / fan_in)``).
-      sigma_b2: bias variance ``sb^2``.
-      q_star: the pre-activation variance kept fixed.
-      chi1: ``sW^2 g2(sqrt q*)^2`` there.
-    """
-
-    sigma_w2: jax.Array
-    sigma_b2: jax.Array
-    q_star: jax.Array
-    chi1: jax.Array
-
-
-class ScalarRecursion(NamedTuple):
-    """The scalar recursion ``x_{t+1} = T(x_t) = phi(a x_t + b)``.
-
-    Attributes:
-      fixed_point: ``x* = T(x*)`` (unique when ``contracts``).
-      lipschitz: ``L = |a| sup_x |phi'(x)|``.
-      contracts: ``L < 1``.
-      descent: ``L^2``: ``V(T x) <= L^2 V(x)`` for ``V(x) = (x - x*)^2``.
-      trajectory: ``x_0, ..., x_steps``.
-      converged: ``|T(x*) - x*|`` is at rounding level.
-    """
-
-    fixed_point: jax.Array
-    lipschitz: jax.Array
-    contracts: jax.Array
-    descent: jax.Array
-    trajectory: jax.Array
-    converged: jax.Array
-
-
-class MLPSimulation(NamedTuple):
-    """Measurements on sampled random networks (one network per batch entry).
-
-    Attributes:
-      q: ``(batch, depth + 1)``: mean squared pre-activation ``|h^l|^2 / n`` of
-        layer ``l`` (``l = 0`` is the input pre-activation, set to ``q0``).
-      gain: ``(batch, depth)``: ``|dh^{l+1}|^2 / |dh^l|^2`` for an
-        infinitesimal perturbation ``dh`` of the input pre-activation,
-        propagated exactly by the Jacobian (no finite-difference round-off).
-    """
-
-    q: jax.Array
-    gain: jax.Array
+Q_MAX_DEFAULT_LOG2 = 11  # q_max = 2048: sigma = 45, inside the default grid (x_max = 512)
 
 
 # --- Helpers --------------------------------------------------------------------
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _dtype(*trees):
-    leaves = [leaf for tree in trees for leaf in jax.tree_util.tree_leaves(tree)]
-    for leaf in leaves:
-        dt = getattr(leaf, "dtype", None)
-        if dt is not None and not (jnp.issubdtype(dt, jnp.floating) or dt == bool):
-            raise TypeError(f"expected floating-point inputs, got dtype {dt}; pass e.g. jnp.float32 values")
-    dtype = jnp.result_type(*leaves, 0.0) if leaves else jnp.result_type(0.0)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(0.0)
-    return jnp.dtype(dtype)
-
-
-class _Setup(NamedTuple):
-    fn: Any
-    has_params: bool
+class Setup(NamedTuple):
+    act: Any  # the prepared activation (a pytree: its leaves are the parameters)
     rule: Any
-    kinks: tuple
-    params: Any
     dtype: Any
 
 
-def _resolve(phi, params, *arrays, dtype=None):
-    """The activation, its parameters cast to the working dtype, and that dtype."""
-    act = _activations.as_activation(phi, params)
-    params = act.params
-    dtype = _dtype(*arrays, params) if dtype is None else jnp.dtype(dtype)
-    if params is not None:
-        params = jax.tree_util.tree_map(lambda p: jnp.asarray(p, dtype), params)
-    return act, params, dtype
+def resolve_activation(phi, params, dtype=None, **arrays):
+    """The prepared activation and the working dtype of ``arrays`` (by name)."""
+    if dtype is None:
+        dtype = working_dtype(arrays, _activations.as_activation(phi, params).params)
+    dtype = jnp.dtype(dtype)
+    return _activations.prepare(phi, params, dtype=dtype), dtype
 
 
-def _setup(phi, params, rule, *arrays) -> _Setup:
-    act, params, dtype = _resolve(phi, params, *arrays)
+def setup(phi, params, rule, **arrays) -> Setup:
+    act, dtype = resolve_activation(phi, params, **arrays)
     # 0 is always a panel edge; declaring it again as a kink would only drop the
     # grid's refinement toward 0, which small variances need.
     kinks = tuple(k for k in act.kinks if float(k) != 0.0)
-    rule = quadrature.get_rule(rule).with_kinks(kinks)
-    return _Setup(act.fn, act.params is not None, rule, tuple(act.kinks), params, dtype)
+    return Setup(act, quadrature.get_rule(rule).with_kinks(kinks), dtype)
 
 
-def _q_max_log2(rule) -> int:
+def default_q_max_log2(rule) -> int:
     if isinstance(rule, quadrature.Composite):
         return int(math.floor(math.log2((rule.x_max / 10.0) ** 2)))
-    return _Q_MAX_DEFAULT_LOG2
+    return Q_MAX_DEFAULT_LOG2
 
 
-class _Stats(NamedTuple):
+class Stats(NamedTuple):
     m2: jax.Array  # E[phi(u)^2], u ~ N(0, q)
     g2sq: jax.Array  # E[phi'(u)^2]
     dm2_dq: jax.Array  # d m2 / dq = E[phi(u)^2 (u^2/q - 1)] / (2 q)
 
 
-def _stats(fn, has_params, rule, q, params):
-    """The Gaussian statistics the maps need, at ``sigma = sqrt(max(q, Q_MIN))``.
-
-    The same weighted sums as :func:`jaxsig.moments` on the same rule (so the
-    numbers agree to rounding), written against the public nodes and weights of
-    :mod:`jaxsig.quadrature` and restricted to what the maps use: inside the
-    solvers this traces and compiles about three times faster than a full
-    ``moments`` call. Non-finite ``phi`` or ``phi'`` at a node makes the result
-    NaN, as in ``moments``.
-    """
-    f = (lambda x: fn(x, params)) if has_params else fn
+def gaussian_stats(act, rule, q):
+    """The Gaussian statistics the maps need, at ``sigma = sqrt(max(q, Q_MIN))``:
+    :func:`jaxsig.core.gaussian.expectations`, the kernel of :func:`jaxsig.moments`
+    (so the numbers agree to the last bit), read as ``m2``,
+    ``E[phi'^2]`` and ``dm2/dq = (dm2/dsigma) / (2 sigma)``. Non-finite ``phi`` or ``phi'`` at a node
+    makes the result NaN, as in ``moments``."""
     sigma = jnp.sqrt(jnp.maximum(q, Q_MIN))
-    x, w = rule.gaussian(sigma, jnp.zeros_like(sigma), sigma.dtype)
-    f0, f1 = jax.jvp(f, (x,), (jnp.ones_like(x),))
-    finite = jnp.all(jnp.isfinite(f0) & jnp.isfinite(f1), axis=-1)
-    f0 = jnp.where(jnp.isfinite(f0), f0, 0.0)
-    f1 = jnp.where(jnp.isfinite(f1), f1, 0.0)
-    z2 = (x / sigma[..., None]) ** 2
-    expect = lambda v: jnp.sum(w * v, axis=-1)  # noqa: E731
-    sq = f0 * f0
-    out = _Stats(expect(sq), expect(f1 * f1), expect(sq * (z2 - 1.0)) / (2.0 * sigma * sigma))
-    return jax.tree_util.tree_map(lambda v: jnp.where(finite, v, jnp.nan), out)
+    r = expectations(act, rule, sigma, jnp.zeros_like(sigma), raw=True)
+    out = Stats(r.m2, r.d2, r.dm2_dsigma / (2.0 * sigma))
+    return jax.tree_util.tree_map(lambda v: jnp.where(r.finite, v, jnp.nan), out)
 
 
-def _V(fn, has_params, rule, q, sw2, sb2, params):
-    return sw2 * _stats(fn, has_params, rule, q, params).m2 + sb2
+def V(act, rule, q, sw2, sb2):
+    return sw2 * gaussian_stats(act, rule, q).m2 + sb2
 
 
-def _V_and_slope(fn, has_params, rule, q, sw2, sb2, params):
-    s = _stats(fn, has_params, rule, q, params)
+def V_and_slope(act, rule, q, sw2, sb2):
+    s = gaussian_stats(act, rule, q)
     return sw2 * s.m2 + sb2, sw2 * s.dm2_dq, s
 
 
-_V_jit = jax.jit(_V, static_argnums=(0, 1, 2))
-_stats_jit = jax.jit(_stats, static_argnums=(0, 1, 2))
+V_jit = jax.jit(V, static_argnums=(1,))
+stats_jit = jax.jit(gaussian_stats, static_argnums=(1,))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _slope_jit(fn, has_params, rule, q, sw2, params):
-    return _V_and_slope(fn, has_params, rule, q, sw2, 0.0, params)[1]
+@functools.partial(jax.jit, static_argnums=(1,))
+def slope_jit(act, rule, q, sw2):
+    return V_and_slope(act, rule, q, sw2, 0.0)[1]
 
 
-def _depth_scale(rate):
+def depth_scale(rate):
     """``-1 / log|rate|``: ``inf`` for ``|rate| >= 1``, ``0`` for ``rate = 0``."""
     r = jnp.abs(rate)
     # A rate within rounding of 1 (the maps are accurate to a few ulps of their
-    # terms, see _noise) is 1: the depth scale is infinite, never ~1/eps.
+    # terms, see noise) is 1: the depth scale is infinite, never ~1/eps.
     inside = (r > 0) & (r < 1 - 64 * jnp.finfo(r.dtype).eps)
     xi = -1.0 / jnp.log(jnp.where(inside, r, 0.5))
     return jnp.where(inside, xi, jnp.where(r > 0, jnp.inf, 0.0))
 
 
-def _inverse(den):
-    """``1 / den`` with ``1 / 0 = inf`` (double-where).
-
-    Tangent rules multiply by it: a linear rule may not branch on the tangent,
-    so at a degenerate fixed point (``den = 0``) a tangent is ``+-inf``, or NaN
-    along directions in which the fixed point does not move.
-    """
-    ok = den != 0
-    return jnp.where(ok, 1.0 / jnp.where(ok, den, 1.0), jnp.inf)
-
-
-def _bracketed_newton(fun, lo, hi, f_lo, x0, *, max_iter, xtol):
+def bracketed_newton(fun, lo, hi, f_lo, x0, *, max_iter, xtol):
     """Safeguarded Newton for a root of ``fun`` in ``[lo, hi]``.
 
     ``fun(x) -> (f, df)``; ``f(lo)`` has sign ``sign(f_lo) != 0`` and ``f(hi)``
@@ -316,7 +142,7 @@ def _bracketed_newton(fun, lo, hi, f_lo, x0, *, max_iter, xtol):
     return x, done, df
 
 
-def _flat_vmap(f, *args):
+def flat_vmap(f, *args):
     """Broadcast ``args``, apply the scalar function ``f`` elementwise, reshape."""
     shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in args))
     flat = [jnp.broadcast_to(a, shape).ravel() for a in args]
@@ -324,7 +150,7 @@ def _flat_vmap(f, *args):
     return jax.tree_util.tree_map(lambda o: o.reshape(shape + o.shape[1:]), out)
 
 
-def _bucketed(solver, *args):
+def bucketed(solver, *args):
     """``solver(*flat)`` on the broadcast ``args``, flattened and padded to a power of two.
 
     The solvers compile once per input shape; padding (with copies of the last
@@ -340,18 +166,79 @@ def _bucketed(solver, *args):
     return jax.tree_util.tree_map(lambda o: o[:size].reshape(shape + o.shape[1:]), out)
 
 
-def _check_nonneg(**kw):
+def check_nonneg(**kw):
     for name, v in kw.items():
-        if _is_concrete(v):
-            a = np.asarray(v)
-            if not np.all(np.isfinite(a) & (a >= 0)):
-                raise ValueError(f"{name} must be non-negative and finite, got {name}={a}")
+        check_range(name, v, low=0.0)
 
 
-def _check_pos(**kw):
+def check_pos(**kw):
     for name, v in kw.items():
-        if _is_concrete(v):
-            a = np.asarray(v)
-            if not np.all(np.isfinite(a) & (a > 0)):
-                raise ValueError(f"{name} must be positive and finite, got {name}={a}")
+        check_range(name, v, low=0.0, strict=True)
 
+
+def log_grid(q_max_log2, per_octave):
+    n = (q_max_log2 + 40) * per_octave + 1
+    return 2.0 ** np.linspace(-40.0, float(q_max_log2), n)
+
+
+def rounding_noise(dtype, *vals):
+    # The variance map is accurate to a few ulps of its terms; differences
+    # below this are indistinguishable from zero.
+    eps = jnp.finfo(dtype).eps
+    return 64 * eps * sum(jnp.abs(v) for v in vals)
+
+
+def probe_points(q, q_max_log2):
+    """Variances at which a statistic "at ``q``" is read: ``(6,) + q.shape``.
+
+    ``q`` clipped to ``[Q_MIN, q_max]``, then ``Q_MIN, 2 Q_MIN, 4 Q_MIN`` (for the
+    limit ``q -> 0``) and ``q_max, q_max / 4`` (for ``q -> inf``); see :func:`read_at`.
+    """
+    q_max = 2.0**q_max_log2
+
+    def full(v):
+        return jnp.full_like(q, v)
+
+    return jnp.stack(
+        [jnp.clip(q, Q_MIN, q_max), full(Q_MIN), full(2 * Q_MIN), full(4 * Q_MIN), full(q_max), full(q_max / 4)]
+    )
+
+
+def limit_at_infinity(top, quarter):
+    """Limit as ``q -> inf`` of a statistic read at ``q_max`` and ``q_max / 4``.
+
+    For activations of linear growth (A1) the statistics approach their limit
+    with an ``O(1/sigma)`` correction, removed by one Richardson step
+    (``sigma`` halves): ``2 top - quarter``; exact for positively homogeneous
+    ones (ReLU). Growth by more than half over the quadrupling means a
+    superlinear activation: the limit is ``inf``.
+    """
+    growing = jnp.abs(top) > 1.5 * jnp.abs(quarter)
+    return jnp.where(growing, jnp.inf, 2.0 * top - quarter)
+
+
+def _limit_at_zero(v1, v2, v4):
+    """``v0`` of ``v(sigma) = v0 + a sigma + b sigma^2`` through ``sigma = s, sqrt(2) s, 2 s``."""
+    r = 2.0**0.5
+    w3 = (r - 2.0) / (4.0 - 3.0 * r)
+    w2 = -1.0 - 3.0 * w3
+    w1 = 1.0 - w2 - w3
+    return w1 * v1 + w2 * v2 + w3 * v4
+
+
+def read_at(q, values):
+    """A statistic at ``q`` from its ``values`` at :func:`probe_points`, limits included.
+
+    ``q = 0``: the quadratic extrapolation in ``sigma = sqrt(q)`` through
+    ``Q_MIN, 2 Q_MIN, 4 Q_MIN``, which removes the ``O(sqrt q)`` term of
+    statistics whose ``phi''`` jumps at 0 (ELU: ``chi1 -> 0.9`` exactly at the
+    edge, not ``0.9 - 4e-7``) and the ``O(q)`` term of smooth ones (tanh at its
+    critical point: ``V'`` and ``chi1`` are ``1`` to rounding, so ``xi_q = inf``);
+    exact for statistics constant near 0 (ReLU). A spread at rounding level
+    (float32, where ``Q_MIN << eps``) is noise, not a correction, and is not
+    extrapolated. ``q = inf``: :func:`limit_at_infinity`.
+    """
+    v1, v2, v4 = values[1], values[2], values[3]
+    resolved = jnp.abs(v1 - v4) > 64 * jnp.finfo(v1.dtype).eps * jnp.abs(v1)
+    zero = jnp.where(resolved, _limit_at_zero(v1, v2, v4), v1)
+    return jnp.where(q == 0, zero, jnp.where(jnp.isinf(q), limit_at_infinity(values[4], values[5]), values[0]))

@@ -3,30 +3,57 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxsig.core import activations as _activations
 from jaxsig.theory import kernels as _kernels
 from jaxsig.theory.meanfield._common import (
-    CorrelationFixedPoint,
-    DepthScales,
     Q_MIN,
-    _bracketed_newton,
-    _bucketed,
-    _check_nonneg,
-    _depth_scale,
-    _flat_vmap,
-    _q_max_log2,
-    _setup,
+    bracketed_newton,
+    bucketed,
+    check_nonneg,
+    default_q_max_log2,
+    depth_scale,
+    flat_vmap,
+    setup,
 )
 from jaxsig.theory.meanfield.variance import (
-    _fixed_point_batched,
-    _noise,
     fixed_point,
+    rounding_noise,
 )
+
+
+class CorrelationFixedPoint(NamedTuple):
+    """The stable fixed point of the correlation map and its rate.
+
+    Attributes:
+      c_star: ``1`` in the ordered and critical phases; in the chaotic phase
+        the root of ``C(c) = c`` in ``[0, 1)`` (``0`` for odd activations with
+        ``sb^2 = 0``).
+      slope: ``C'(c*) = sW^2 E[phi'(u) phi'(v)]`` (``= chi1`` when ``c* = 1``).
+      xi_c: depth scale of correlations, ``-1 / log C'(c*)``.
+      converged: the solver met its tolerance.
+    """
+
+    c_star: jax.Array
+    slope: jax.Array
+    xi_c: jax.Array
+    converged: jax.Array
+
+
+class DepthScales(NamedTuple):
+    """Depth scales (in layers) over which signals are forgotten.
+
+    Attributes:
+      xi_q: ``-1 / log V'(q*)``: the variance approaches ``q*``.
+      xi_c: ``-1 / log C'(c*)``: correlations approach ``c*``; infinite at the
+        edge of chaos.
+    """
+
+    xi_q: jax.Array
+    xi_c: jax.Array
 
 
 # --- Correlation map ----------------------------------------------------------------
@@ -38,20 +65,15 @@ def _resolve_q_star(st, sw2, sb2, q_star):
     Clipped to ``[Q_MIN, q_max]`` inside the compiled maps.
     """
     if q_star is None:
-        one = jnp.ones((), st.dtype)
-        solve = lambda a, b, c: _fixed_point_batched(  # noqa: E731
-            st.fn, st.has_params, st.rule, _q_max_log2(st.rule), a, b, c, 1e-6 * one, st.params
-        )
-        q_star = _bucketed(solve, sw2, sb2, one).q_star
+        q_star = fixed_point(st.act, sw2, sb2, rule=st.rule).q_star
     return jnp.asarray(q_star, st.dtype)
 
 
-def _dual(fn, has_params, kinks, polar, c, q, params, derivative):
-    act = _activations.Activation("phi", fn, None, kinks)
-    return _kernels.dual(act, c, q=q, params=params if has_params else None, derivative=derivative, rule=polar)
+def _dual(act, polar, c, q, derivative):
+    return _kernels.dual(act, c, q=q, derivative=derivative, rule=polar)
 
 
-def _corr_and_slope(fn, has_params, kinks, polar, c, q, sw2, sb2, params):
+def _corr_and_slope(act, polar, c, q, sw2, sb2):
     """``C(c)`` and ``C'(c)`` at variance ``q``.
 
     Normalised by ``V(q) = sW^2 E[phi(u)^2] + sb^2`` (the variance of the next
@@ -59,21 +81,29 @@ def _corr_and_slope(fn, has_params, kinks, polar, c, q, sw2, sb2, params):
     limits ``q* = 0`` and ``q* = inf``. The slope is Price's theorem,
     ``C'(c) = sW^2 q E[phi'(u) phi'(v)] / V(q)``.
     """
-    e = _dual(fn, has_params, kinks, polar, jnp.stack([c, jnp.ones_like(c)]), q, params, False)
-    d = _dual(fn, has_params, kinks, polar, c, q, params, True)
+    e = _dual(act, polar, jnp.stack([c, jnp.ones_like(c)]), q, False)
+    d = _dual(act, polar, c, q, True)
     v = sw2 * e[1] + sb2
     return (sw2 * e[0] + sb2) / v, sw2 * q * d / v
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
-def _corr_batched(fn, has_params, kinks, polar, q_max_log2, slope, c, q, sw2, sb2, params):
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _corr_batched(act, polar, q_max_log2, slope, c, q, sw2, sb2):
     shape = jnp.broadcast_shapes(c.shape, q.shape, sw2.shape, sb2.shape)
     c, q = jnp.broadcast_to(c, shape), jnp.broadcast_to(jnp.clip(q, Q_MIN, 2.0**q_max_log2), shape)
-    return _corr_and_slope(fn, has_params, kinks, polar, c, q, sw2, sb2, params)[int(slope)]
+    return _corr_and_slope(act, polar, c, q, sw2, sb2)[int(slope)]
 
 
 def correlation_map(
-    phi, c, sigma_w2, sigma_b2, *, params: Any = None, q_star=None, rule=None, polar: _kernels.PolarRule = _kernels.DEFAULT_RULE
+    phi,
+    c,
+    sigma_w2,
+    sigma_b2,
+    *,
+    params: Any = None,
+    q_star=None,
+    rule=None,
+    polar: _kernels.PolarRule = _kernels.DEFAULT_RULE,
 ):
     """The correlation map ``C(c) = (sW^2 E[phi(u) phi(v)] + sb^2) / q*``.
 
@@ -112,7 +142,15 @@ def correlation_map(
 
 
 def correlation_slope(
-    phi, c, sigma_w2, sigma_b2, *, params: Any = None, q_star=None, rule=None, polar: _kernels.PolarRule = _kernels.DEFAULT_RULE
+    phi,
+    c,
+    sigma_w2,
+    sigma_b2,
+    *,
+    params: Any = None,
+    q_star=None,
+    rule=None,
+    polar: _kernels.PolarRule = _kernels.DEFAULT_RULE,
 ):
     """Slope of the correlation map, ``C'(c) = sW^2 E[phi'(u) phi'(v)]`` (Price's theorem).
 
@@ -129,44 +167,56 @@ def correlation_slope(
 
 
 def _correlation(phi, c, sigma_w2, sigma_b2, params, q_star, rule, polar, slope):
-    st = _setup(phi, params, rule, c, sigma_w2, sigma_b2)
-    _check_nonneg(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    st = setup(phi, params, rule, c=c, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    check_nonneg(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
     c, sw2, sb2 = (jnp.asarray(a, st.dtype) for a in (c, sigma_w2, sigma_b2))
     q = _resolve_q_star(st, sw2, sb2, q_star)
-    qml = _q_max_log2(st.rule)
-    return _corr_batched(st.fn, st.has_params, st.kinks, polar, qml, slope, c, q, sw2, sb2, st.params)
+    qml = default_q_max_log2(st.rule)
+    return _corr_batched(st.act, polar, qml, slope, c, q, sw2, sb2)
 
 
-def _corr_fixed_point_scalar(fn, has_params, kinks, polar, q, sw2, sb2, params):
+def _corr_fixed_point_scalar(act, polar, q, sw2, sb2):
     dtype = q.dtype
     one, zero = jnp.ones((), dtype), jnp.zeros((), dtype)
-    ends, slopes = _corr_and_slope(fn, has_params, kinks, polar, jnp.stack([one, zero]), q, sw2, sb2, params)
+    ends, slopes = _corr_and_slope(act, polar, jnp.stack([one, zero]), q, sw2, sb2)
     chi1, g0 = slopes[0], ends[1]
 
     def fun(c):
-        cc, slope = _corr_and_slope(fn, has_params, kinks, polar, c, q, sw2, sb2, params)
+        cc, slope = _corr_and_slope(act, polar, c, q, sw2, sb2)
         return cc - c, slope - 1.0
 
     # C is convex on [0, 1] (its Mehler series has non-negative coefficients),
     # C(0) >= 0 and C(1) = 1: for chi1 <= 1, c* = 1; otherwise the only other
     # root in [0, 1) is attracting, with G = C - c > 0 below it and < 0 above.
     # C'(c*) is the last Newton derivative plus 1: already computed at the root.
-    c_root, ok, dg = _bracketed_newton(fun, zero, one, one, 0.5 * one, max_iter=100, xtol=8 * jnp.finfo(dtype).eps)
-    ordered = chi1 <= 1
-    at_zero = g0 <= _noise(dtype, one)
+    c_root, ok, dg = bracketed_newton(fun, zero, one, one, 0.5 * one, max_iter=100, xtol=8 * jnp.finfo(dtype).eps)
+    # chi1 within rounding of 1 is critical: c = 1 is then a double root of
+    # C(c) - c, where Newton converges only linearly and would stop short.
+    ordered = chi1 <= 1 + rounding_noise(dtype, one)
+    chi1 = jnp.where(jnp.abs(chi1 - 1) <= rounding_noise(dtype, one), 1.0, chi1)
+    at_zero = g0 <= rounding_noise(dtype, one)
     c_star = jnp.where(ordered, 1.0, jnp.where(at_zero, 0.0, c_root))
     slope = jnp.where(ordered, chi1, jnp.where(at_zero, slopes[1], dg + 1.0))
-    return CorrelationFixedPoint(c_star, slope, _depth_scale(slope), ordered | at_zero | ok)
+    return CorrelationFixedPoint(c_star, slope, depth_scale(slope), ordered | at_zero | ok)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _corr_fixed_point_batched(fn, has_params, kinks, polar, q_max_log2, q, sw2, sb2, params):
-    f = lambda qq, a, b: _corr_fixed_point_scalar(fn, has_params, kinks, polar, qq, a, b, params)  # noqa: E731
-    return _flat_vmap(f, jnp.clip(q, Q_MIN, 2.0**q_max_log2), sw2, sb2)
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _corr_fixed_point_batched(act, polar, q_max_log2, q, sw2, sb2):
+    def f(qq, a, b):
+        return _corr_fixed_point_scalar(act, polar, qq, a, b)
+
+    return flat_vmap(f, jnp.clip(q, Q_MIN, 2.0**q_max_log2), sw2, sb2)
 
 
 def correlation_fixed_point(
-    phi, sigma_w2, sigma_b2, *, params: Any = None, q_star=None, rule=None, polar: _kernels.PolarRule = _kernels.DEFAULT_RULE
+    phi,
+    sigma_w2,
+    sigma_b2,
+    *,
+    params: Any = None,
+    q_star=None,
+    rule=None,
+    polar: _kernels.PolarRule = _kernels.DEFAULT_RULE,
 ) -> CorrelationFixedPoint:
     """Stable fixed point ``c*`` of the correlation map and the depth scale ``xi_c``.
 
@@ -191,13 +241,16 @@ def correlation_fixed_point(
     Returns:
       A :class:`CorrelationFixedPoint`.
     """
-    st = _setup(phi, params, rule, sigma_w2, sigma_b2)
-    _check_nonneg(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    st = setup(phi, params, rule, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    check_nonneg(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
     sw2, sb2 = (jnp.asarray(a, st.dtype) for a in (sigma_w2, sigma_b2))
     q = _resolve_q_star(st, sw2, sb2, q_star)
-    qml = _q_max_log2(st.rule)
-    solve = lambda qq, a, b: _corr_fixed_point_batched(st.fn, st.has_params, st.kinks, polar, qml, qq, a, b, st.params)  # noqa: E731
-    return _bucketed(solve, q, sw2, sb2)
+    qml = default_q_max_log2(st.rule)
+
+    def solve(qq, a, b):
+        return _corr_fixed_point_batched(st.act, polar, qml, qq, a, b)
+
+    return bucketed(solve, q, sw2, sb2)
 
 
 def depth_scales(phi, sigma_w2, sigma_b2, *, params: Any = None, rule=None, polar=_kernels.DEFAULT_RULE) -> DepthScales:
@@ -210,4 +263,3 @@ def depth_scales(phi, sigma_w2, sigma_b2, *, params: Any = None, rule=None, pola
     fp = fixed_point(phi, sigma_w2, sigma_b2, params=params, rule=rule)
     cfp = correlation_fixed_point(phi, sigma_w2, sigma_b2, params=params, q_star=fp.q_star, rule=rule, polar=polar)
     return DepthScales(fp.xi_q, cfp.xi_c)
-

@@ -3,57 +3,89 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsig.core._numerics import inverse, is_concrete
 from jaxsig.theory.meanfield._common import (
-    EdgeOfChaos,
-    Init,
     Q_MIN,
-    _V_and_slope,
-    _bracketed_newton,
-    _bucketed,
-    _check_nonneg,
-    _check_pos,
-    _flat_vmap,
-    _inverse,
-    _is_concrete,
-    _q_max_log2,
-    _setup,
-    _stats,
-    _stats_jit,
+    V_and_slope,
+    bracketed_newton,
+    bucketed,
+    check_nonneg,
+    check_pos,
+    default_q_max_log2,
+    flat_vmap,
+    gaussian_stats,
+    rounding_noise,
+    setup,
+    stats_jit,
 )
 from jaxsig.theory.meanfield.variance import (
-    _at,
-    _grid,
-    _noise,
-    _probes,
+    log_grid,
+    probe_points,
+    read_at,
 )
+
+
+class EdgeOfChaos(NamedTuple):
+    """A point of the critical line ``chi1 = 1``.
+
+    Attributes:
+      sigma_w2: the critical ``sW^2`` for the requested ``sb^2``.
+      q_star: the fixed point there (``0`` at the small-``q`` end of the line,
+        e.g. tanh with ``sb^2 = 0``; ``inf`` when no finite fixed point is
+        critical, e.g. ReLU with ``sb^2 > 0``).
+      slope: ``V'(q*)`` there. Below 1 the critical fixed point attracts the
+        variance; above 1 it repels it (GELU and Swish with ``sb^2 > 0``: a
+        network settles at an ordered fixed point below ``q*`` or its variance
+        diverges above), so the network is never at the edge of chaos.
+    """
+
+    sigma_w2: jax.Array
+    q_star: jax.Array
+    slope: jax.Array
+
+
+class Init(NamedTuple):
+    """Initialisation advice: weight and bias variances and what they give.
+
+    Attributes:
+      sigma_w2: weight variance ``sW^2`` (weights ``N(0, sW^2 / fan_in)``).
+      sigma_b2: bias variance ``sb^2``.
+      q_star: the pre-activation variance kept fixed.
+      chi1: ``sW^2 g2(sqrt q*)^2`` there.
+    """
+
+    sigma_w2: jax.Array
+    sigma_b2: jax.Array
+    q_star: jax.Array
+    chi1: jax.Array
 
 
 # --- Edge of chaos -------------------------------------------------------------------
 
 
-def _critical_curve(fn, has_params, rule, q, params):
+def _critical_curve(act, rule, q):
     """``(sW^2(q), sb^2(q))`` on the critical line, parametrised by ``q*``.
 
     ``chi1 = 1`` gives ``sW^2 = 1 / g2(sqrt q)^2``; ``V(q) = q`` then gives
     ``sb^2 = q - sW^2 m2(sqrt q)``.
     """
-    s = _stats(fn, has_params, rule, q, params)
+    s = gaussian_stats(act, rule, q)
     sw2 = 1.0 / s.g2sq
     return sw2, q - sw2 * s.m2
 
 
-def _solve_edge(fn, has_params, rule, q_max_log2, target, params):
+def _solve_edge(act, rule, q_max_log2, target):
     """``log q`` on the critical line with ``sb^2(q) = target`` (first crossing)."""
     dtype = target.dtype
-    grid = jnp.asarray(_grid(q_max_log2, 4), dtype)
-    sw2_g, sb2_g = _critical_curve(fn, has_params, rule, grid, params)
-    tol = _noise(dtype, grid, sb2_g)
+    grid = jnp.asarray(log_grid(q_max_log2, 4), dtype)
+    sw2_g, sb2_g = _critical_curve(act, rule, grid)
+    tol = rounding_noise(dtype, grid, sb2_g)
     above = sb2_g >= target - tol
     has = jnp.any(above)
     j = jnp.argmax(above)
@@ -61,45 +93,50 @@ def _solve_edge(fn, has_params, rule, q_max_log2, target, params):
     hi = jnp.log(grid[j])
 
     def fun(x):
-        h, dh = jax.jvp(lambda t: _critical_curve(fn, has_params, rule, jnp.exp(t), params)[1], (x,), (jnp.ones_like(x),))
+        h, dh = jax.jvp(lambda t: _critical_curve(act, rule, jnp.exp(t))[1], (x,), (jnp.ones_like(x),))
         return h - target, dh
 
-    x, ok, _ = _bracketed_newton(fun, lo, hi, -jnp.ones((), dtype), 0.5 * (lo + hi), max_iter=100, xtol=8 * jnp.finfo(dtype).eps)
+    x, ok, _ = bracketed_newton(
+        fun, lo, hi, -jnp.ones((), dtype), 0.5 * (lo + hi), max_iter=100, xtol=8 * jnp.finfo(dtype).eps
+    )
     # Below the whole curve (target <= sb^2 at Q_MIN): the q* -> 0 end of the line.
     q = jnp.where(~has, jnp.inf, jnp.where(j == 0, 0.0, jnp.exp(x)))
     return q, (j == 0) | ~has | ok
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
-def _edge_q(fn, has_params, rule, q_max_log2, target, params):
-    return _solve_edge(fn, has_params, rule, q_max_log2, target, params)[0]
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _edge_q(rule, q_max_log2, act, target):
+    return _solve_edge(act, rule, q_max_log2, target)[0]
 
 
 @_edge_q.defjvp
-def _edge_q_jvp(fn, has_params, rule, q_max_log2, primals, tangents):
-    target, params = primals
-    dtarget, dparams = tangents
-    q = _edge_q(fn, has_params, rule, q_max_log2, target, params)
+def _edge_q_jvp(rule, q_max_log2, primals, tangents):
+    act, target = primals
+    dact, dtarget = tangents
+    q = _edge_q(rule, q_max_log2, act, target)
     q_eval = jnp.clip(q, Q_MIN, 2.0**q_max_log2)
     # sb^2(q; params) = target: dq = (dtarget - d_params sb^2 . dparams) / (d sb^2 / dq).
-    curve = lambda qq, p: _critical_curve(fn, has_params, rule, qq, p)[1]  # noqa: E731
-    _, d_q = jax.jvp(lambda qq: curve(qq, params), (q_eval,), (jnp.ones_like(q_eval),))
-    _, d_p = jax.jvp(lambda p: curve(q_eval, p), (params,), (dparams,))
-    dq = (dtarget - d_p) * _inverse(d_q)
+
+    def curve(qq, a):
+        return _critical_curve(a, rule, qq)[1]
+
+    _, d_q = jax.jvp(lambda qq: curve(qq, act), (q_eval,), (jnp.ones_like(q_eval),))
+    _, d_p = jax.jvp(lambda a: curve(q_eval, a), (act,), (dact,))
+    dq = (dtarget - d_p) * inverse(d_q)
     inside = (q > 0) & jnp.isfinite(q)
     return q, jnp.where(inside, dq, 0.0)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _edge_batched(fn, has_params, rule, q_max_log2, targets, params):
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _edge_batched(act, rule, q_max_log2, targets):
     def one(t):
-        q = _edge_q(fn, has_params, rule, q_max_log2, t, params)
-        qs = _probes(q, q_max_log2)
-        sw2s = _critical_curve(fn, has_params, rule, qs, params)[0]
-        slopes = _V_and_slope(fn, has_params, rule, qs, sw2s, t, params)[1]
-        return EdgeOfChaos(_at(q, sw2s), q, _at(q, slopes))
+        q = _edge_q(rule, q_max_log2, act, t)
+        qs = probe_points(q, q_max_log2)
+        sw2s = _critical_curve(act, rule, qs)[0]
+        slopes = V_and_slope(act, rule, qs, sw2s, t)[1]
+        return EdgeOfChaos(read_at(q, sw2s), q, read_at(q, slopes))
 
-    return _flat_vmap(one, targets)
+    return flat_vmap(one, targets)
 
 
 def edge_of_chaos(phi, sigma_b2, *, params: Any = None, rule=None, q_max_log2: Optional[int] = None) -> EdgeOfChaos:
@@ -147,11 +184,11 @@ def edge_of_chaos(phi, sigma_b2, *, params: Any = None, rule=None, q_max_log2: O
       >>> round(float(e.sigma_w2), 6)  # He initialisation
       2.0
     """
-    st = _setup(phi, params, rule, sigma_b2)
-    _check_nonneg(sigma_b2=sigma_b2)
-    qml = _q_max_log2(st.rule) if q_max_log2 is None else int(q_max_log2)
+    st = setup(phi, params, rule, sigma_b2=sigma_b2)
+    check_nonneg(sigma_b2=sigma_b2)
+    qml = default_q_max_log2(st.rule) if q_max_log2 is None else int(q_max_log2)
     sb2 = jnp.asarray(sigma_b2, st.dtype)
-    return _bucketed(lambda t: _edge_batched(st.fn, st.has_params, st.rule, qml, t, st.params), sb2)
+    return bucketed(lambda t: _edge_batched(st.act, st.rule, qml, t), sb2)
 
 
 # --- Initialisation advice --------------------------------------------------------------
@@ -179,17 +216,17 @@ def init_for_fixed_q(phi, q, sigma_b2=0.0, *, params: Any = None, rule=None) -> 
       >>> round(float(jaxsig.dynamics.init_for_fixed_q("relu", 1.0).sigma_w2), 6)
       2.0
     """
-    st = _setup(phi, params, rule, q, sigma_b2)
-    _check_pos(q=q)
-    _check_nonneg(sigma_b2=sigma_b2)
-    if _is_concrete(q) and _is_concrete(sigma_b2) and np.any(np.asarray(q) <= np.asarray(sigma_b2)):
+    st = setup(phi, params, rule, q=q, sigma_b2=sigma_b2)
+    check_pos(q=q)
+    check_nonneg(sigma_b2=sigma_b2)
+    if is_concrete(q) and is_concrete(sigma_b2) and np.any(np.asarray(q) <= np.asarray(sigma_b2)):
         raise ValueError(
             f"q must exceed sigma_b2 (the bias alone contributes sigma_b2 to the variance), got {q=}, {sigma_b2=}"
         )
     q, sb2 = (jnp.asarray(a, st.dtype) for a in (q, sigma_b2))
     shape = jnp.broadcast_shapes(q.shape, sb2.shape)
     q, sb2 = jnp.broadcast_to(q, shape), jnp.broadcast_to(sb2, shape)
-    s = _stats_jit(st.fn, st.has_params, st.rule, q, st.params)
+    s = stats_jit(st.act, st.rule, q)
     sw2 = (q - sb2) / s.m2
     return Init(sw2, sb2, q, sw2 * s.g2sq)
 
@@ -213,15 +250,17 @@ def critical_init(phi, sigma_b2=0.0, *, q=None, params: Any = None, rule=None) -
       1.0
     """
     if q is not None:
-        st = _setup(phi, params, rule, q)
-        _check_pos(q=q)
+        st = setup(phi, params, rule, q=q)
+        check_pos(q=q)
         q = jnp.asarray(q, st.dtype)
-        s = _stats_jit(st.fn, st.has_params, st.rule, q, st.params)
+        s = stats_jit(st.act, st.rule, q)
         sw2 = 1.0 / s.g2sq
-        return Init(sw2, q - sw2 * s.m2, q, sw2 * s.g2sq)
-    st = _setup(phi, params, rule, sigma_b2)
+        sb2 = q - sw2 * s.m2
+        # A bias variance within rounding of 0 is 0 (ReLU: q - 2 (q / 2) exactly).
+        sb2 = jnp.where(jnp.abs(sb2) <= rounding_noise(st.dtype, q), 0.0, sb2)
+        return Init(sw2, sb2, q, sw2 * s.g2sq)
+    st = setup(phi, params, rule, sigma_b2=sigma_b2)
     e = edge_of_chaos(phi, sigma_b2, params=params, rule=rule)
-    s = _stats_jit(st.fn, st.has_params, st.rule, _probes(e.q_star, _q_max_log2(st.rule)), st.params)
+    s = stats_jit(st.act, st.rule, probe_points(e.q_star, default_q_max_log2(st.rule)))
     sb2 = jnp.broadcast_to(jnp.asarray(sigma_b2, st.dtype), e.sigma_w2.shape)
-    return Init(e.sigma_w2, sb2, e.q_star, e.sigma_w2 * _at(e.q_star, s.g2sq))
-
+    return Init(e.sigma_w2, sb2, e.q_star, e.sigma_w2 * read_at(e.q_star, s.g2sq))

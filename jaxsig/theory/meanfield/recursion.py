@@ -1,22 +1,58 @@
-"""The scalar recursion ``T(x) = phi(a x + b)``: fixed point, contraction and Lyapunov functions."""
+"""The scalar recursion ``T(x) = phi(a x + b)``: fixed point, contraction and Lyapunov functions.
+
+Two Lyapunov functions are reported: the squared distance ``V(x) = (x - x*)^2``
+with the global Lipschitz constant, and the Bregman divergence of the primitive
+``D(x) = F(x) - F(x*) - phi(x*)(x - x*)``, ``F = int_0^x phi``, with the constant
+of the descent theorem of :mod:`jaxsig.theory.meanfield.lyapunov` (stated and
+proved there).
+"""
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxsig.core import limits, quadrature
+from jaxsig.core._numerics import derivative, inverse, is_concrete
 from jaxsig.theory.meanfield._common import (
-    ScalarRecursion,
-    _bracketed_newton,
-    _inverse,
-    _is_concrete,
-    _resolve,
+    bracketed_newton,
+    resolve_activation,
 )
+from jaxsig.theory.meanfield.lyapunov import bregman_values, descent_rate
+
+
+class ScalarRecursion(NamedTuple):
+    """The scalar recursion ``x_{t+1} = T(x_t) = phi(a x_t + b)``.
+
+    Attributes:
+      fixed_point: ``x* = T(x*)`` (unique when ``contracts``).
+      lipschitz: ``L = |a| sup_x |phi'(x)|``.
+      contracts: ``L < 1``.
+      descent: ``L^2``: ``V(T x) <= L^2 V(x)`` for ``V(x) = (x - x*)^2``.
+      trajectory: ``x_0, ..., x_steps``.
+      converged: ``|T(x*) - x*|`` is at rounding level.
+      bregman: ``D(x_t) = F(x_t) - F(x*) - phi(x*)(x_t - x*)``, ``F = int_0^x phi``,
+        along the trajectory (``steps + 1`` values; ``>= 0`` for nondecreasing ``phi``).
+      bregman_rate: the proven constant ``rho`` with ``D(x_{t+1}) <= rho D(x_t)``
+        for every ``t`` (descent theorem of :mod:`~jaxsig.theory.meanfield.lyapunov`:
+        ``rho = (M / m) L_I^2`` from the range ``[m, M]`` of ``phi'`` on an invariant
+        interval around ``x*`` and the Lipschitz constant ``L_I`` of ``T`` on it);
+        ``inf`` where the theorem's conditions fail (``phi'`` not bounded below by a
+        positive ``m`` there, no invariant interval proven, or no converged ``x*``).
+    """
+
+    fixed_point: jax.Array
+    lipschitz: jax.Array
+    contracts: jax.Array
+    descent: jax.Array
+    trajectory: jax.Array
+    converged: jax.Array
+    bregman: jax.Array
+    bregman_rate: jax.Array
 
 
 # --- Scalar recursion -------------------------------------------------------------------
@@ -37,9 +73,7 @@ def _sup_abs_derivative(f, kinks, dtype):
     """
     line = quadrature.Composite(kinks=tuple(kinks)).line(dtype)
     x = jnp.asarray(line.x, dtype)
-    d1 = lambda t: jax.jvp(f, (t,), (jnp.ones_like(t),))[1]  # noqa: E731
-    d2 = lambda t: jax.jvp(d1, (t,), (jnp.ones_like(t),))[1]  # noqa: E731
-    d3 = lambda t: jax.jvp(d2, (t,), (jnp.ones_like(t),))[1]  # noqa: E731
+    d1, d2, d3 = (derivative(f, n) for n in (1, 2, 3))
     g = jnp.abs(d1(x))
     g = jnp.where(jnp.isfinite(g), g, jnp.inf)
     eps = jnp.finfo(dtype).eps
@@ -65,14 +99,16 @@ def _sup_abs_derivative(f, kinks, dtype):
     return jnp.where(diverges, jnp.inf, sup)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _scalar_fixed_point(f, a, b, x_init, radius, params):
-    return _solve_scalar_fixed_point(f, a, b, x_init, radius, params)
+@jax.custom_jvp
+def _scalar_fixed_point(act, a, b, x_init, radius):
+    return _solve_scalar_fixed_point(act, a, b, x_init, radius)
 
 
-def _solve_scalar_fixed_point(f, a, b, x_init, radius, params):
+def _solve_scalar_fixed_point(act, a, b, x_init, radius):
     dtype = x_init.dtype
-    T = lambda x: f(a * x + b, params)  # noqa: E731
+
+    def T(x):
+        return act(a * x + b)
 
     def fun(x):
         y, dy = jax.jvp(T, (x,), (jnp.ones_like(x),))
@@ -83,21 +119,21 @@ def _solve_scalar_fixed_point(f, a, b, x_init, radius, params):
     # end of the trajectory inside a wide bracket (see _scalar_recursion);
     # `converged` reports whether it found a fixed point.
     lo, hi = x_init - radius, x_init + radius
-    x, _, _ = _bracketed_newton(fun, lo, hi, jnp.ones((), dtype), x_init, max_iter=100, xtol=4 * jnp.finfo(dtype).eps)
+    x, _, _ = bracketed_newton(fun, lo, hi, jnp.ones((), dtype), x_init, max_iter=100, xtol=4 * jnp.finfo(dtype).eps)
     h = fun(x)[0]
     ok = jnp.abs(h) <= 64 * jnp.finfo(dtype).eps * jnp.maximum(1.0, jnp.abs(x))
     return x, ok.astype(dtype)  # a float: custom_jvp outputs need float tangents
 
 
 @_scalar_fixed_point.defjvp
-def _scalar_fixed_point_jvp(f, primals, tangents):
-    a, b, x_init, radius, params = primals
-    da, db, _, _, dparams = tangents
-    x, ok = _scalar_fixed_point(f, a, b, x_init, radius, params)
+def _scalar_fixed_point_jvp(primals, tangents):
+    act, a, b, x_init, radius = primals
+    dact, da, db, _, _ = tangents
+    x, ok = _scalar_fixed_point(act, a, b, x_init, radius)
     # x = T(x; a, b, params): dx = (dT/dtheta . dtheta) / (1 - T'(x)).
-    _, dt = jax.jvp(lambda aa, bb, p: f(aa * x + bb, p), (a, b, params), (da, db, dparams))
-    _, slope = jax.jvp(lambda xx: f(a * xx + b, params), (x,), (jnp.ones_like(x),))
-    return (x, ok), (dt * _inverse(1.0 - slope), jnp.zeros_like(ok))
+    _, dt = jax.jvp(lambda p, aa, bb: p(aa * x + bb), (act, a, b), (dact, da, db))
+    _, slope = jax.jvp(lambda xx: act(a * xx + b), (x,), (jnp.ones_like(x),))
+    return (x, ok), (dt * inverse(1.0 - slope), jnp.zeros_like(ok))
 
 
 def scalar_recursion(phi, a, b, x0, steps: int, *, params: Any = None) -> ScalarRecursion:
@@ -129,29 +165,29 @@ def scalar_recursion(phi, a, b, x0, steps: int, *, params: Any = None) -> Scalar
       >>> r = jaxsig.dynamics.scalar_recursion("tanh", 0.5, 0.2, 3.0, 50)
       >>> float(r.lipschitz), bool(r.contracts)
       (0.5, True)
+      >>> r = jaxsig.dynamics.scalar_recursion("tanh", 2.0, 1.0, 0.5, 50)  # L = 2: V proves nothing
+      >>> bool(r.contracts), round(float(r.bregman_rate), 4)
+      (False, 0.0371)
     """
     if not (isinstance(steps, int) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps=}")
-    act, params, dtype = _resolve(phi, params, a, b, x0)
+    act, dtype = resolve_activation(phi, params, a=a, b=b, x0=x0)
     for name, v in (("a", a), ("b", b), ("x0", x0)):
         if jnp.ndim(v) != 0:
             raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(v)}; use jax.vmap for batches")
-        if _is_concrete(v) and not np.isfinite(np.asarray(v)):
+        if is_concrete(v) and not np.isfinite(np.asarray(v)):
             raise ValueError(f"{name} must be finite, got {name}={v}")
-    f = act.fn if act.params is not None else _ignore_params(act.fn)
-    return _scalar_recursion(f, tuple(act.kinks), steps, *(jnp.asarray(v, dtype) for v in (a, b, x0)), params)
+    return _scalar_recursion(act, steps, *(jnp.asarray(v, dtype) for v in (a, b, x0)))
 
 
-@functools.lru_cache(maxsize=None)
-def _ignore_params(fn):
-    return lambda x, params: fn(x)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _scalar_recursion(f, kinks, steps, a, b, x0, params):
+@functools.partial(jax.jit, static_argnums=(1,))
+def _scalar_recursion(act, steps, a, b, x0):
     dtype = x0.dtype
-    T = lambda x: f(a * x + b, params)  # noqa: E731
-    sup = _sup_abs_derivative(lambda x: f(x, params), kinks, dtype)
+
+    def T(x):
+        return act(a * x + b)
+
+    sup = _sup_abs_derivative(act, act.kinks, dtype)
     lip = jnp.abs(a) * sup
     contracts = lip < 1
 
@@ -166,7 +202,8 @@ def _scalar_recursion(f, kinks, steps, a, b, x0, params):
     radius = jnp.where(contracts, jnp.abs(h_end) / jnp.where(contracts, 1.0 - lip, 1.0), wide)
     radius = jax.lax.stop_gradient(radius * (1.0 + 1e-6) + jnp.finfo(dtype).tiny)
     x_init = jax.lax.stop_gradient(x_end)
-    x_star, ok = _scalar_fixed_point(f, a, b, x_init, radius, params)
+    x_star, ok = _scalar_fixed_point(act, a, b, x_init, radius)
     ok = jax.lax.stop_gradient(ok) > 0
-    return ScalarRecursion(x_star, lip, contracts, lip * lip, traj, ok)
-
+    bregman = jax.vmap(lambda x: bregman_values(act, x, x_star))(traj)
+    rate = jnp.where(ok & jnp.isfinite(x_star), descent_rate(act, a, b, x_star, x0), jnp.inf)
+    return ScalarRecursion(x_star, lip, contracts, lip * lip, traj, ok, bregman, rate)

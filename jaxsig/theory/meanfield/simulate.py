@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxsig.theory.meanfield._common import (
-    MLPSimulation,
-    _check_nonneg,
-    _check_pos,
-    _resolve,
+    check_nonneg,
+    check_pos,
+    resolve_activation,
 )
-from jaxsig.theory.meanfield.recursion import (
-    _ignore_params,
-)
+
+
+class MLPSimulation(NamedTuple):
+    """Measurements on sampled random networks (one network per batch entry).
+
+    Attributes:
+      q: ``(batch, depth + 1)``: mean squared pre-activation ``|h^l|^2 / n`` of
+        layer ``l`` (``l = 0`` is the input pre-activation, set to ``q0``).
+      gain: ``(batch, depth)``: ``|dh^{l+1}|^2 / |dh^l|^2`` for an
+        infinitesimal perturbation ``dh`` of the input pre-activation,
+        propagated exactly by the Jacobian (no finite-difference round-off).
+    """
+
+    q: jax.Array
+    gain: jax.Array
 
 
 # --- Simulation ----------------------------------------------------------------------------
@@ -65,19 +76,18 @@ def simulate_mlp(
     for name, v in (("width", width), ("depth", depth), ("batch", batch)):
         if not (isinstance(v, int) and v >= 1):
             raise ValueError(f"{name} must be a positive int, got {name}={v!r}")
-    _check_nonneg(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
-    _check_pos(q0=q0)
-    act, params, dtype = _resolve(phi, params, sigma_w2, sigma_b2, q0, dtype=dtype)
-    f = act.fn if act.params is not None else _ignore_params(act.fn)
+    check_nonneg(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    check_pos(q0=q0)
+    act, dtype = resolve_activation(phi, params, dtype=dtype, sigma_w2=sigma_w2, sigma_b2=sigma_b2, q0=q0)
     sw2, sb2, q0 = (jnp.asarray(v, dtype) for v in (sigma_w2, sigma_b2, q0))
     # One compiled network, run once per key: vmapping the per-layer random
     # weights would double the (threefry) compile time for no saving on CPU.
-    runs = [_simulate(f, width, depth, dtype.name, k, sw2, sb2, q0, params) for k in jax.random.split(key, batch)]
+    runs = [_simulate(act, width, depth, dtype.name, k, sw2, sb2, q0) for k in jax.random.split(key, batch)]
     return MLPSimulation(*(jnp.stack(v) for v in zip(*runs)))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _simulate(f, width, depth, dtype_name, key, sw2, sb2, q0, params):
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _simulate(act, width, depth, dtype_name, key, sw2, sb2, q0):
     dtype = jnp.dtype(dtype_name)
     n = width
 
@@ -93,7 +103,7 @@ def _simulate(f, width, depth, dtype_name, key, sw2, sb2, q0, params):
             kw, kb = jax.random.split(k)
             w = jax.random.normal(kw, (n, n), dtype) * jnp.sqrt(sw2 / n)
             b = jax.random.normal(kb, (n,), dtype) * jnp.sqrt(sb2)
-            y, dy = jax.jvp(lambda t: f(t, params), (h,), (dh,))
+            y, dy = jax.jvp(act, (h,), (dh,))
             h_new = w @ y + b
             dh_new = w @ dy
             norm2 = jnp.sum(dh_new * dh_new)
@@ -106,4 +116,3 @@ def _simulate(f, width, depth, dtype_name, key, sw2, sb2, q0, params):
         return jnp.concatenate([jnp.mean(h * h)[None], qs]), gains
 
     return MLPSimulation(*one(key))
-

@@ -3,31 +3,59 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsig.core._numerics import inverse, is_concrete
 from jaxsig.theory.meanfield._common import (
-    FixedPoint,
     Q_MIN,
-    _V,
-    _V_and_slope,
-    _V_jit,
-    _bracketed_newton,
-    _bucketed,
-    _check_nonneg,
-    _check_pos,
-    _depth_scale,
-    _flat_vmap,
-    _inverse,
-    _is_concrete,
-    _q_max_log2,
-    _setup,
-    _slope_jit,
-    _stats_jit,
+    V,
+    V_and_slope,
+    V_jit,
+    bracketed_newton,
+    bucketed,
+    check_nonneg,
+    check_pos,
+    default_q_max_log2,
+    depth_scale,
+    flat_vmap,
+    log_grid,
+    probe_points,
+    read_at,
+    rounding_noise,
+    setup,
+    slope_jit,
+    stats_jit,
 )
+
+
+class FixedPoint(NamedTuple):
+    """The variance fixed point ``q* = V(q*)`` and what it implies.
+
+    Attributes:
+      q_star: the fixed point reached by iterating ``V`` from ``q0`` (``0`` when
+        the variance dies out, ``inf`` when it grows without bound).
+      slope: ``V'(q*)``, the rate at which ``q_l -> q*``; ``< 1`` for a stable
+        fixed point.
+      chi1: ``sW^2 g2(sqrt q*)^2``, the per-layer growth of squared
+        perturbations.
+      phase: index into :data:`PHASES`: ``0`` ordered (``chi1 < 1 - tol``),
+        ``1`` critical (``|chi1 - 1| <= tol``), ``2`` chaotic.
+      xi_q: depth scale of the variance, ``-1 / log V'(q*)`` (``inf`` when
+        ``V'(q*) >= 1``).
+      converged: the solver met its tolerance (always ``True`` for the exact
+        answers ``0``, ``inf`` and ``q0``).
+    """
+
+    q_star: jax.Array
+    slope: jax.Array
+    chi1: jax.Array
+    phase: jax.Array
+    xi_q: jax.Array
+    converged: jax.Array
 
 
 # --- Variance map -----------------------------------------------------------------
@@ -53,11 +81,11 @@ def variance_map(phi, q, sigma_w2, sigma_b2, *, params: Any = None, rule=None):
       >>> round(float(jaxsig.dynamics.variance_map("relu", 3.0, 2.0, 0.5)), 6)  # 2 * 3/2 + 0.5
       3.5
     """
-    st = _setup(phi, params, rule, q, sigma_w2, sigma_b2)
-    _check_nonneg(q=q, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    st = setup(phi, params, rule, q=q, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    check_nonneg(q=q, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
     q, sw2, sb2 = (jnp.asarray(a, st.dtype) for a in (q, sigma_w2, sigma_b2))
     shape = jnp.broadcast_shapes(q.shape, sw2.shape, sb2.shape)
-    return _V_jit(st.fn, st.has_params, st.rule, jnp.broadcast_to(q, shape), sw2, sb2, st.params)
+    return V_jit(st.act, st.rule, jnp.broadcast_to(q, shape), sw2, sb2)
 
 
 def variance_map_slope(phi, q, sigma_w2, *, params: Any = None, rule=None):
@@ -67,11 +95,11 @@ def variance_map_slope(phi, q, sigma_w2, *, params: Any = None, rule=None):
     ``u ~ N(0, q)``; it is computed from ``dm2/dsigma`` (no second derivatives).
     Arguments as in :func:`variance_map`.
     """
-    st = _setup(phi, params, rule, q, sigma_w2)
-    _check_nonneg(q=q, sigma_w2=sigma_w2)
+    st = setup(phi, params, rule, q=q, sigma_w2=sigma_w2)
+    check_nonneg(q=q, sigma_w2=sigma_w2)
     q, sw2 = (jnp.asarray(a, st.dtype) for a in (q, sigma_w2))
     q = jnp.broadcast_to(q, jnp.broadcast_shapes(q.shape, sw2.shape))
-    return _slope_jit(st.fn, st.has_params, st.rule, q, sw2, st.params)
+    return slope_jit(st.act, st.rule, q, sw2)
 
 
 def perturbation_gain(phi, q, sigma_w2, *, params: Any = None, rule=None):
@@ -81,11 +109,11 @@ def perturbation_gain(phi, q, sigma_w2, *, params: Any = None, rule=None):
     of pre-activations with variance ``q``, ``E|dh^{l+1}|^2 = sW^2 E[phi'(u)^2] |dh^l|^2``.
     Arguments as in :func:`variance_map`.
     """
-    st = _setup(phi, params, rule, q, sigma_w2)
-    _check_nonneg(q=q, sigma_w2=sigma_w2)
+    st = setup(phi, params, rule, q=q, sigma_w2=sigma_w2)
+    check_nonneg(q=q, sigma_w2=sigma_w2)
     q, sw2 = (jnp.asarray(a, st.dtype) for a in (q, sigma_w2))
     q = jnp.broadcast_to(q, jnp.broadcast_shapes(q.shape, sw2.shape))
-    return sw2 * _stats_jit(st.fn, st.has_params, st.rule, q, st.params).g2sq
+    return sw2 * stats_jit(st.act, st.rule, q).g2sq
 
 
 def variance_trajectory(phi, q0, sigma_w2, sigma_b2, depth: int, *, params: Any = None, rule=None):
@@ -102,16 +130,16 @@ def variance_trajectory(phi, q0, sigma_w2, sigma_b2, depth: int, *, params: Any 
     """
     if not (isinstance(depth, int) and depth >= 0):
         raise ValueError(f"depth must be a non-negative int, got {depth=}")
-    st = _setup(phi, params, rule, q0, sigma_w2, sigma_b2)
-    _check_nonneg(q0=q0, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    st = setup(phi, params, rule, q0=q0, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    check_nonneg(q0=q0, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
     q0, sw2, sb2 = (jnp.asarray(a, st.dtype) for a in (q0, sigma_w2, sigma_b2))
-    return _trajectory(st.fn, st.has_params, st.rule, depth, q0, sw2, sb2, st.params)
+    return _trajectory(st.act, st.rule, depth, q0, sw2, sb2)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _trajectory(fn, has_params, rule, depth, q0, sw2, sb2, params):
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _trajectory(act, rule, depth, q0, sw2, sb2):
     def step(q, _):
-        q_next = _V(fn, has_params, rule, q, sw2, sb2, params)
+        q_next = V(act, rule, q, sw2, sb2)
         return q_next, q_next
 
     _, qs = jax.lax.scan(step, q0, None, length=depth)
@@ -121,19 +149,7 @@ def _trajectory(fn, has_params, rule, depth, q0, sw2, sb2, params):
 # --- Variance fixed point -----------------------------------------------------------
 
 
-def _grid(q_max_log2, per_octave):
-    n = (q_max_log2 + 40) * per_octave + 1
-    return 2.0 ** np.linspace(-40.0, float(q_max_log2), n)
-
-
-def _noise(dtype, *vals):
-    # The variance map is accurate to a few ulps of its terms; differences
-    # below this are indistinguishable from zero.
-    eps = jnp.finfo(dtype).eps
-    return 64 * eps * sum(jnp.abs(v) for v in vals)
-
-
-def _solve_q_star(fn, has_params, rule, q_max_log2, sw2, sb2, q0, params):
+def _solve_q_star(act, rule, q_max_log2, sw2, sb2, q0):
     """The fixed point of ``V`` reached from ``q0``, and a convergence flag.
 
     ``V`` is nondecreasing for every activation whose ``m2(sigma)`` is (all the
@@ -145,12 +161,12 @@ def _solve_q_star(fn, has_params, rule, q_max_log2, sw2, sb2, q0, params):
     the variance dies out (``0``).
     """
     dtype = sw2.dtype
-    grid = jnp.asarray(_grid(q_max_log2, 2), dtype)
-    v = _V(fn, has_params, rule, jnp.concatenate([grid, q0[None]]), sw2, sb2, params)
+    grid = jnp.asarray(log_grid(q_max_log2, 2), dtype)
+    v = V(act, rule, jnp.concatenate([grid, q0[None]]), sw2, sb2)
     f_grid, v0 = v[:-1] - grid, v[-1]
     f0 = v0 - q0
-    tol0 = _noise(dtype, v0, q0)
-    tol_g = _noise(dtype, f_grid + grid, grid)
+    tol0 = rounding_noise(dtype, v0, q0)
+    tol_g = rounding_noise(dtype, f_grid + grid, grid)
     up, down = f0 > tol0, f0 < -tol0
     n = grid.shape[0]
     # Upward: first grid point above q0 where F <= 0.
@@ -175,14 +191,12 @@ def _solve_q_star(fn, has_params, rule, q_max_log2, sw2, sb2, q0, params):
 
     def fun(x):
         q = jnp.exp(x)
-        v, dv, _ = _V_and_slope(fn, has_params, rule, q, sw2, sb2, params)
+        v, dv, _ = V_and_slope(act, rule, q, sw2, sb2)
         return v - q, (dv - 1.0) * q
 
     # In the up case F(lo) > 0 > F(hi); in the down case F(lo) >= 0 > F(hi).
     f_lo_sign = jnp.ones((), dtype)
-    x, ok, _ = _bracketed_newton(
-        fun, lo, hi, f_lo_sign, 0.5 * (lo + hi), max_iter=100, xtol=8 * jnp.finfo(dtype).eps
-    )
+    x, ok, _ = bracketed_newton(fun, lo, hi, f_lo_sign, 0.5 * (lo + hi), max_iter=100, xtol=8 * jnp.finfo(dtype).eps)
     q_newton = jnp.exp(x)
     q_star = jnp.where(
         up,
@@ -194,84 +208,44 @@ def _solve_q_star(fn, has_params, rule, q_max_log2, sw2, sb2, q0, params):
     return q_star, converged.astype(dtype)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
-def _q_star(fn, has_params, rule, q_max_log2, sw2, sb2, q0, params):
-    return _solve_q_star(fn, has_params, rule, q_max_log2, sw2, sb2, q0, params)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _q_star(rule, q_max_log2, act, sw2, sb2, q0):
+    return _solve_q_star(act, rule, q_max_log2, sw2, sb2, q0)
 
 
 @_q_star.defjvp
-def _q_star_jvp(fn, has_params, rule, q_max_log2, primals, tangents):
-    sw2, sb2, q0, params = primals
-    dsw2, dsb2, _, dparams = tangents
-    q, converged = _q_star(fn, has_params, rule, q_max_log2, sw2, sb2, q0, params)
+def _q_star_jvp(rule, q_max_log2, primals, tangents):
+    act, sw2, sb2, q0 = primals
+    dact, dsw2, dsb2, _ = tangents
+    q, converged = _q_star(rule, q_max_log2, act, sw2, sb2, q0)
     q_eval = jnp.clip(q, Q_MIN, 2.0**q_max_log2)
     # Implicit function theorem on q = V(q; theta):
     # dq = (dV/dtheta . dtheta) / (1 - V'(q)).
-    _, dv = jax.jvp(
-        lambda a, b, p: _V(fn, has_params, rule, q_eval, a, b, p), (sw2, sb2, params), (dsw2, dsb2, dparams)
-    )
-    slope = _at(q, _V_and_slope(fn, has_params, rule, _probes(q, q_max_log2), sw2, sb2, params)[1])
+    _, dv = jax.jvp(lambda a, b, p: V(p, rule, q_eval, a, b), (sw2, sb2, act), (dsw2, dsb2, dact))
+    slope = read_at(q, V_and_slope(act, rule, probe_points(q, q_max_log2), sw2, sb2)[1])
     # V'(q*) = 1 to rounding (a critical q* = 0): the derivative is infinite.
     den = 1.0 - slope
     den = jnp.where(jnp.abs(den) <= 64 * jnp.finfo(den.dtype).eps, 0.0, den)
-    dq = jnp.where(jnp.isfinite(q), dv * _inverse(den), 0.0)
+    dq = jnp.where(jnp.isfinite(q), dv * inverse(den), 0.0)
     return (q, converged), (dq, jnp.zeros_like(converged))
 
 
-def _limit_at_infinity(top, quarter):
-    """Limit as ``q -> inf`` of a statistic read at ``q_max`` and ``q_max / 4``.
-
-    For activations of linear growth (A1) the statistics approach their limit
-    with an ``O(1/sigma)`` correction, removed by one Richardson step
-    (``sigma`` halves): ``2 top - quarter``; exact for positively homogeneous
-    ones (ReLU). Growth by more than half over the quadrupling means a
-    superlinear activation: the limit is ``inf``.
-    """
-    growing = jnp.abs(top) > 1.5 * jnp.abs(quarter)
-    return jnp.where(growing, jnp.inf, 2.0 * top - quarter)
-
-
-def _probes(q, q_max_log2):
-    """Variances at which a statistic "at ``q``" is read: ``(5,) + q.shape``.
-
-    ``q`` clipped to ``[Q_MIN, q_max]``, then ``Q_MIN, 2 Q_MIN`` (for the limit
-    ``q -> 0``) and ``q_max, q_max / 4`` (for ``q -> inf``); see :func:`_at`.
-    """
-    q_max = 2.0**q_max_log2
-    full = lambda v: jnp.full_like(q, v)  # noqa: E731
-    return jnp.stack([jnp.clip(q, Q_MIN, q_max), full(Q_MIN), full(2 * Q_MIN), full(q_max), full(q_max / 4)])
-
-
-def _at(q, values):
-    """A statistic at ``q`` from its ``values`` at :func:`_probes`, limits included.
-
-    ``q = 0``: one Richardson step, ``2 v(Q_MIN) - v(2 Q_MIN)``, removes the
-    ``O(q)`` term of smooth statistics (tanh at its critical point: ``V'`` and
-    ``chi1`` are ``1`` to rounding, not ``1 - 4 Q_MIN``, so ``xi_q = inf``);
-    exact for statistics constant near 0 (ReLU). A difference at rounding level
-    (float32, where ``Q_MIN << eps``) is noise, not an ``O(q)`` term, and is
-    not extrapolated. ``q = inf``: :func:`_limit_at_infinity`.
-    """
-    v1, v2 = values[1], values[2]
-    resolved = jnp.abs(v1 - v2) > 64 * jnp.finfo(v1.dtype).eps * jnp.abs(v1)
-    zero = jnp.where(resolved, 2.0 * v1 - v2, v1)
-    return jnp.where(q == 0, zero, jnp.where(jnp.isinf(q), _limit_at_infinity(values[3], values[4]), values[0]))
-
-
-def _fixed_point_scalar(fn, has_params, rule, q_max_log2, sw2, sb2, q0, phase_tol, params):
-    q_star, converged = _q_star(fn, has_params, rule, q_max_log2, sw2, sb2, q0, params)
+def _fixed_point_scalar(act, rule, q_max_log2, sw2, sb2, q0, phase_tol):
+    q_star, converged = _q_star(rule, q_max_log2, act, sw2, sb2, q0)
     converged = jax.lax.stop_gradient(converged) > 0
-    # q* = 0 or inf: chi1 and V' are their limits (see _at).
-    _, slopes, st = _V_and_slope(fn, has_params, rule, _probes(q_star, q_max_log2), sw2, sb2, params)
-    chi1, slope = _at(q_star, sw2 * st.g2sq), _at(q_star, slopes)
+    # q* = 0 or inf: chi1 and V' are their limits (see at).
+    _, slopes, st = V_and_slope(act, rule, probe_points(q_star, q_max_log2), sw2, sb2)
+    chi1, slope = read_at(q_star, sw2 * st.g2sq), read_at(q_star, slopes)
     phase = jnp.where(chi1 < 1 - phase_tol, 0, jnp.where(chi1 > 1 + phase_tol, 2, 1)).astype(jnp.int32)
-    return FixedPoint(q_star, slope, chi1, phase, _depth_scale(slope), converged)
+    return FixedPoint(q_star, slope, chi1, phase, depth_scale(slope), converged)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _fixed_point_batched(fn, has_params, rule, q_max_log2, sw2, sb2, q0, phase_tol, params):
-    f = lambda a, b, c: _fixed_point_scalar(fn, has_params, rule, q_max_log2, a, b, c, phase_tol, params)  # noqa: E731
-    return _flat_vmap(f, sw2, sb2, q0)
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _fixed_point_batched(act, rule, q_max_log2, sw2, sb2, q0, phase_tol):
+    def f(a, b, c):
+        return _fixed_point_scalar(act, rule, q_max_log2, a, b, c, phase_tol)
+
+    return flat_vmap(f, sw2, sb2, q0)
 
 
 def fixed_point(
@@ -339,13 +313,13 @@ def fixed_point(
       >>> round(float(fp.q_star), 6), round(float(fp.chi1), 6), jaxsig.dynamics.PHASES[int(fp.phase)]
       (0.4, 0.75, 'ordered')
     """
-    st = _setup(phi, params, rule, sigma_w2, sigma_b2, q0)
-    _check_nonneg(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
-    _check_pos(q0=q0)
-    qml = _q_max_log2(st.rule) if q_max_log2 is None else int(q_max_log2)
+    st = setup(phi, params, rule, sigma_w2=sigma_w2, sigma_b2=sigma_b2, q0=q0)
+    check_nonneg(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    check_pos(q0=q0)
+    qml = default_q_max_log2(st.rule) if q_max_log2 is None else int(q_max_log2)
     if not -39 <= qml <= 100:
         raise ValueError(f"q_max_log2 must be an int in [-39, 100], got {q_max_log2=}")
-    if _is_concrete(q0) and np.any(np.asarray(q0) > 2.0**qml):
+    if is_concrete(q0) and np.any(np.asarray(q0) > 2.0**qml):
         raise ValueError(
             f"q0 must be at most q_max = 2**{qml} = {2.0**qml:g} (the largest variance the rule "
             f"resolves), got {q0=}; pass a larger q_max_log2 with a wider rule, e.g. "
@@ -354,6 +328,8 @@ def fixed_point(
     if phase_tol is None:
         phase_tol = max(1e-6, 64 * float(jnp.finfo(st.dtype).eps))
     sw2, sb2, q0, tol = (jnp.asarray(a, st.dtype) for a in (sigma_w2, sigma_b2, q0, phase_tol))
-    solve = lambda a, b, c: _fixed_point_batched(st.fn, st.has_params, st.rule, qml, a, b, c, tol, st.params)  # noqa: E731
-    return _bucketed(solve, sw2, sb2, q0)
 
+    def solve(a, b, c):
+        return _fixed_point_batched(st.act, st.rule, qml, a, b, c, tol)
+
+    return bucketed(solve, sw2, sb2, q0)

@@ -1,0 +1,108 @@
+"""Numerical helpers shared by every wing, each with its gradient behaviour stated.
+
+The double-``where`` pattern recurs here: ``jnp.where(ok, f(jnp.where(ok, x, safe)),
+fallback)``. The inner ``where`` keeps the unused branch finite, so that its
+cotangent (multiplied by zero) cannot turn into ``0 * inf = NaN`` in reverse
+mode; the outer one selects the value (optax ``safe_norm`` does the same).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "HIGHEST",
+    "derivative",
+    "derivatives",
+    "dot",
+    "eps",
+    "inverse",
+    "is_concrete",
+    "safe_div",
+    "safe_root",
+    "safe_sqrt",
+]
+
+#: Full-precision matrix products: on GPU/TPU the default float32 matmul
+#: precision (TF32/bfloat16 passes) would cost the quadrature sums their accuracy.
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def dot(a, b):
+    """``a @ b`` at full precision (:data:`HIGHEST`)."""
+    return jnp.matmul(a, b, precision=HIGHEST)
+
+
+def is_concrete(*trees) -> bool:
+    """``True`` when no leaf of ``trees`` is a tracer, so values may be inspected
+    eagerly (checks, warnings); ``False`` under ``jit``, ``vmap`` and ``grad``."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
+
+
+def eps(dtype) -> float:
+    """Machine epsilon of ``dtype`` as a Python float (a static tolerance)."""
+    return float(jnp.finfo(dtype).eps)
+
+
+def safe_div(num, den, fallback=0.0):
+    """``num / den``, and ``fallback`` where ``den == 0``.
+
+    Gradient: that of ``num / den`` where ``den != 0``; zero where ``den == 0``
+    (double-``where``), never NaN.
+    """
+    ok = den != 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), fallback)
+
+
+def inverse(den):
+    """``1 / den`` with ``1 / 0 = inf``.
+
+    Tangent rules multiply by it: a linear rule may not branch on the tangent,
+    so at a degenerate fixed point (``den = 0``) a tangent is ``+-inf``, or NaN
+    along directions in which the fixed point does not move.
+    """
+    return safe_div(1.0, den, jnp.inf)
+
+
+def safe_root(v, p):
+    """``v ** (1/p)`` for ``v >= 0``, and ``0`` for ``v <= 0``.
+
+    Gradient: ``v ** (1/p - 1) / p`` for ``v > 0`` and ``0`` at ``v = 0``
+    (where the exact one-sided derivative is infinite); never NaN.
+    """
+    pos = v > 0
+    return jnp.where(pos, jnp.where(pos, v, 1.0) ** (1.0 / p), 0.0)
+
+
+def safe_sqrt(v):
+    """``sqrt(max(v, 0))`` with a zero gradient at ``v = 0`` (see :func:`safe_root`)."""
+    pos = v > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
+def derivatives(f: Callable, x, n: int) -> tuple:
+    """``(f(x), f'(x), ..., f^(n)(x))`` for an elementwise ``f``, by nested forward mode.
+
+    Each level is one ``jax.jvp`` with unit tangent, so ``n`` derivatives cost
+    ``2**n`` primal evaluations fused into one program. Valid only for
+    elementwise ``f`` (the tangent ``ones_like(x)`` then gives the diagonal of
+    the Jacobian).
+    """
+    if n == 0:
+        return (f(x),)
+
+    def lower(t):
+        return derivatives(f, t, n - 1)
+
+    values, tangents = jax.jvp(lower, (x,), (jnp.ones_like(x),))
+    return (*values, tangents[-1])
+
+
+def derivative(f: Callable, n: int) -> Callable:
+    """The function ``x -> f^(n)(x)`` of an elementwise ``f`` (see :func:`derivatives`)."""
+    if n == 0:
+        return f
+    return lambda x: derivatives(f, x, n)[-1]

@@ -1,0 +1,519 @@
+"""The non-Gaussian components: slopes, intercepts, growth class, ``TV(phi')`` and ``c``.
+
+All of them read ``phi`` (and ``phi'``, ``phi''``) on one sorted partition of R,
+the :class:`~jaxsig.core.quadrature.Line`: the composite nodes, dyadic ladders
+``+-2**k`` (``k <= 48``) and ladders ``b +- 2**-k`` toward every kink ``b``.
+
+* Slopes ``alpha_+- = lim phi(x)/x`` and intercepts ``beta_+- = lim (phi(x) - alpha x)``
+  are limits along the dyadic ladders (:func:`jaxsig.core.limits.ladder_limit`).
+* ``tv = TV(phi') = sup sum |phi'(x_{i+1}) - phi'(x_i)|`` is the partition sum on
+  the line refined by the extrema of ``phi'`` (located on the cubic Hermite
+  interpolant of ``(phi', phi'')`` and Newton-polished), so it is exact on
+  monotone pieces; jumps at kinks are counted through the one-sided limits.
+* ``c = int_0^inf |phi - alpha_+ x - beta_+| dx + int_-inf^0 |phi - alpha_- x - beta_-| dx``
+  and the signed areas ``b_+-`` are Gauss–Legendre line integrals over dyadic
+  shells, with panels where the integrand changes sign integrated exactly on
+  their Legendre interpolant; the shells' cumulative sums are limits again.
+
+Each function returns its values with a :class:`~jaxsig.core.limits.Status`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsig.core import limits, quadrature
+from jaxsig.core._numerics import HIGHEST as _HIGHEST
+from jaxsig.core._numerics import derivatives
+from jaxsig.core._numerics import dot as _dot
+from jaxsig.core._numerics import eps as _eps
+
+__all__ = [
+    "undeclared_kinks",
+    "Singularities",
+    "singularities",
+    "Slopes",
+    "slopes",
+    "growth_class",
+    "extrema_of_slope",
+    "total_variation",
+    "tail_compensation",
+    "N_EXTREMA",
+    "N_CROSSING_PANELS",
+]
+
+
+class Slopes(NamedTuple):
+    """Asymptotic slopes and intercepts, with the status of each side's limit.
+
+    ``alpha_status`` and ``beta_status`` have a leading axis of 2: ``(+inf, -inf)``.
+    """
+
+    alpha_plus: jax.Array
+    alpha_minus: jax.Array
+    beta_plus: jax.Array
+    beta_minus: jax.Array
+    alpha_status: jax.Array
+    beta_status: jax.Array
+
+
+def slopes(line, x, f0, dtype) -> Slopes:
+    """Slopes ``alpha_+- = lim phi(x)/x`` and intercepts ``beta_+- = lim (phi(x) - alpha_+- x)``
+    as ``x -> +-inf``, from the dyadic ladders ``x_k = +-2**k``.
+
+    * ``alpha`` is the limit of the difference quotient
+      ``(phi(x_{k+1}) - phi(x_k)) / (x_{k+1} - x_k)``; a rung where ``phi``
+      overflowed to ``+-inf`` makes it ``+-inf`` (``exp``: superlinear).
+    * ``beta`` is the limit of ``phi(x_k) - alpha x_k`` on the rungs where that
+      has no catastrophic cancellation (``k <= 32`` in float64); where ``alpha``
+      is exactly ``0`` (bounded and sublinear ``phi``) it is the limit of ``phi``
+      itself along the whole ladder, so slowly damped tails (``sin(x)/x``) reach
+      ``2**-48``.
+
+    Both sides at once: row 0 is ``x = +2**k``, row 1 is ``x = -2**k``.
+    """
+    eps = _eps(dtype)
+    # Intercepts need phi(x) - alpha x without catastrophic cancellation: stop
+    # their ladder where eps * x reaches ~1e-6 (float64) or ~1e-3 (float32).
+    k_beta = 32 if eps < 1e-10 else 12
+    idx = np.stack([line.pos, line.neg])
+    xs, fs = x[idx], f0[idx]
+    dx = xs[:, 1:] - xs[:, :-1]
+    slope = jnp.where(jnp.isinf(fs[:, 1:]), fs[:, 1:] * jnp.sign(dx), (fs[:, 1:] - fs[:, :-1]) / dx)
+    noise = eps * (jnp.abs(fs[:, 1:]) + jnp.abs(fs[:, :-1])) / jnp.abs(dx)
+    alpha_lim = limits.ladder_limit(slope, noise, rtol=1e3 * eps)
+    alpha, alpha_status = alpha_lim.value, alpha_lim.status
+    # phi(x)/x -> 0 at the end of the ladder: bounded or sublinear (sin x,
+    # tanh); report the slope as exactly 0.
+    vanishing = jnp.abs(fs[:, -1] / xs[:, -1]) <= 1e3 * eps
+    zero = vanishing | (jnp.abs(alpha) <= 1e3 * eps)
+    alpha = jnp.where(zero, 0.0, alpha)
+    alpha_status = jnp.where(zero, limits.CONVERGED, alpha_status)
+    a_fin = jnp.where(jnp.isfinite(alpha), alpha, 0.0)[:, None]
+    r = fs[:, :k_beta] - a_fin * xs[:, :k_beta]
+    rnoise = eps * (jnp.abs(fs[:, :k_beta]) + jnp.abs(a_fin * xs[:, :k_beta]))
+    beta_lim = limits.ladder_limit(r, rnoise, rtol=64 * eps)
+    level = limits.ladder_limit(fs, eps * jnp.abs(fs), rtol=64 * eps)
+    beta_value = jnp.where(zero, level.value, beta_lim.value)
+    beta_stat = jnp.where(zero, level.status, beta_lim.status)
+    # With an infinite slope the intercept is the limit of phi itself.
+    beta_inf = jnp.where(jnp.isnan(alpha), jnp.nan, jnp.sign(fs[:, -1]) * jnp.inf)
+    beta = jnp.where(jnp.isfinite(alpha), beta_value, beta_inf)
+    beta_status = jnp.where(jnp.isfinite(alpha), beta_stat, alpha_status)
+    return Slopes(alpha[0], alpha[1], beta[0], beta[1], alpha_status, beta_status)
+
+
+#: Boundedness where phi has no limit at +-inf (sin x) is decided by comparing
+#: sup |phi| over the rungs ``2**k``, ``k >= 32``, with sup |phi| over the line
+#: closer in: a bounded function cannot exceed its sup, while a slowly growing
+#: one (``log|x| sin x``) gains far more than 1% over that range.
+_FAR_RUNG, _SUP_GROWTH = 32, 1.01
+
+
+def growth_class(line, x, f0, slopes):
+    """Growth class index (0: A0 bounded, 1: A1 at most linear, 2: A>1 superlinear).
+
+    Per side: superlinear when the slope is infinite, or has no limit and
+    ``sup |phi(x)/x|`` keeps growing along the ladder (``x^2 sin x``); bounded
+    when the slope is 0 and the intercept finite, or has no limit while
+    ``sup |phi|`` has stopped growing (``sin x``).
+    """
+    alpha_p, alpha_m, beta_p, beta_m = slopes[:4]
+    ok = jnp.isfinite(f0)
+    f0 = jnp.where(ok, f0, jnp.inf)
+    ratio = jnp.abs(f0) / jnp.where(x == 0, 1.0, jnp.abs(x))
+
+    def settled(a, ladder, side):
+        far = ladder[_FAR_RUNG - 1 :]
+        near = np.flatnonzero(side & (np.abs(line.x) < 2.0**_FAR_RUNG)).astype(np.int32)
+        return jnp.max(a[far]) <= _SUP_GROWTH * jnp.max(a[near])
+
+    sides = []
+    for ladder, side, alpha, beta in (
+        (line.pos, line.x > 0, alpha_p, beta_p),
+        (line.neg, line.x < 0, alpha_m, beta_m),
+    ):
+        superlinear = jnp.isinf(alpha) | (jnp.isnan(alpha) & ~settled(ratio, ladder, side))
+        bounded = (alpha == 0) & (jnp.isfinite(beta) | (jnp.isnan(beta) & settled(jnp.abs(f0), ladder, side)))
+        sides.append((superlinear, bounded))
+    (sup_p, bd_p), (sup_m, bd_m) = sides
+    return jnp.where(sup_p | sup_m, 2, jnp.where(bd_p & bd_m, 0, 1)).astype(jnp.int32)
+
+
+def _hermite_extremum(h, f_a, f_b, d_a, d_b):
+    """Value of ``phi'`` at the extremum inside an interval (and its location
+    ``t`` in ``[0, 1]``), from cubic Hermite data.
+
+    On ``[0, 1]`` the interpolant of ``phi'`` has derivative
+    ``p'(t) = A t^2 + B t + C`` with ``C = h d_a`` and ``p'(1) = h d_b`` of the
+    opposite sign, so it has exactly one root in ``(0, 1)``; solved stably.
+    """
+    A = 6.0 * (f_a - f_b) + 3.0 * h * (d_a + d_b)
+    B = 6.0 * (f_b - f_a) - h * (4.0 * d_a + 2.0 * d_b)
+    C = h * d_a
+    disc = jnp.maximum(B * B - 4.0 * A * C, 0.0)
+    sq = jnp.sqrt(jnp.where(disc > 0, disc, 1.0)) * (disc > 0)
+    q = -0.5 * (B + jnp.where(B >= 0, sq, -sq))
+    q_safe = jnp.where(q == 0, 1.0, q)
+    A_safe = jnp.where(A == 0, 1.0, A)
+    t1 = jnp.where(A == 0, 0.5, q / A_safe)
+    t2 = C / q_safe
+
+    def inside(t):
+        return (t > 0) & (t < 1)
+
+    t = jnp.where(inside(t2), t2, jnp.where(inside(t1), t1, d_a / jnp.where(d_a == d_b, 1.0, d_a - d_b)))
+    # The extremum's location carries no gradient (p'(t*) = 0: envelope theorem),
+    # and differentiating the root formula would divide by vanishing terms.
+    t = jax.lax.stop_gradient(jnp.clip(t, 0.0, 1.0))
+    h00 = (1 + 2 * t) * (1 - t) ** 2
+    h10 = t * (1 - t) ** 2
+    h01 = t * t * (3 - 2 * t)
+    h11 = t * t * (t - 1)
+    return h00 * f_a + h10 * h * d_a + h01 * f_b + h11 * h * d_b, t
+
+
+#: Turning points of phi' polished by Newton's method (static cap: smooth
+#: activations have a handful; any beyond keep the O(h^4) Hermite estimate).
+N_EXTREMA = 64
+
+
+def _polish_extrema(f, x, h, t, turn, peak):
+    """Replace Hermite estimates of the extrema of ``phi'`` by exact values.
+
+    Up to :data:`N_EXTREMA` turning intervals get three Newton steps on
+    ``phi''(x) = 0`` from the Hermite location, kept inside the interval; the
+    value ``phi'(x*)`` is then exact to rounding. The location carries no
+    gradient (``phi''(x*) = 0``: envelope theorem), the value does.
+    """
+    n = peak.shape[0]
+    (ii,) = jnp.nonzero(turn, size=N_EXTREMA, fill_value=n)
+    safe = jnp.minimum(ii, n - 1)
+    lo, hi = x[safe], x[safe + 1]
+
+    def slope(u):
+        return derivatives(f, u, 1)[1]
+
+    def newton(_, x0):
+        _, d2, d3 = derivatives(slope, x0, 2)
+        x1 = x0 - d2 / jnp.where(d3 == 0, 1.0, d3)
+        return jnp.where((x1 > lo) & (x1 < hi) & jnp.isfinite(x1), x1, x0)
+
+    x0 = jax.lax.stop_gradient(lo + t[safe] * h[safe])
+    x0 = jax.lax.stop_gradient(jax.lax.fori_loop(0, 3, newton, x0))
+    val = slope(x0)
+    val = jnp.where(jnp.isfinite(val), val, peak[safe])
+    # Padding entries (ii == n) are dropped by the scatter; zero them so that no
+    # cotangent reaches them through a clamped gather in the transpose.
+    val = jnp.where(ii < n, val, 0.0)
+    return peak.at[ii].set(val, mode="drop")
+
+
+def extrema_of_slope(f, line, x, f1, f2):
+    """Per interval of the line: the extremum of ``phi'`` inside it where
+    ``phi''`` changes sign (Hermite estimate, then Newton-polished), else
+    ``phi'`` at the interval's left end. Intervals containing a kink are skipped.
+
+    Returns ``(peak, capped)``: ``capped`` is true when there were more turning
+    intervals than the :data:`N_EXTREMA` polished slots (the rest keep the
+    ``O(h^4)`` Hermite estimate: ``tv`` is then ``APPROXIMATE``)."""
+    ok = jnp.isfinite(f1) & jnp.isfinite(f2)
+    f1 = jnp.where(ok, f1, 0.0)
+    f2 = jnp.where(ok, f2, 0.0)
+    h = x[1:] - x[:-1]
+    fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
+    turn = (da * db < 0) & ~jnp.asarray(line.split)
+    peak, t = _hermite_extremum(h, fa, fb, da, db)
+    capped = jnp.sum(turn) > N_EXTREMA
+    return _polish_extrema(f, x, h, t, turn, jnp.where(turn, peak, fa)), capped
+
+
+def total_variation(line, x, f1, f2, peak, dtype):
+    """``TV(phi')`` over R: refined partition sum, tails tested and extrapolated.
+
+    ``peak`` is :func:`_extrema_of_slope`'s output: the partition is the line
+    refined by the extrema of ``phi'``, so the sum is exact on monotone pieces.
+    """
+    eps = _eps(dtype)
+    ok = jnp.isfinite(f1) & jnp.isfinite(f2)
+    f1 = jnp.where(ok, f1, 0.0)
+    fa, fb = f1[:-1], f1[1:]
+    v = jnp.abs(peak - fa) + jnp.abs(fb - peak)
+    cum = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(v)])
+    # Every ladder at once, trimmed to a common length. Outward (+-2**k) and
+    # toward each kink b (b -+ 2**-k) the cumulative variation must settle:
+    # forward sums rise to V(+inf) and V(b-); reversed sums (total minus the
+    # variation up to the point) rise to V(-inf) and V(b+). Any that does not
+    # settle means TV = inf.
+    forward = [line.pos, *line.inner[:, 0]]
+    backward = [line.neg, *line.inner[:, 1]]
+    n = min(len(i) for i in forward)
+    idx = np.stack([i[-n:] for i in forward + backward])
+    rev = np.arange(len(idx)) >= len(forward)
+    seq = jnp.where(rev[:, None], cum[-1] - cum[idx], cum[idx])
+    noise = 8 * eps * jnp.abs(f1[idx])
+    lim_all = limits.ladder_limit(seq, noise, rtol=1e3 * eps, monotone=True)
+    lim = lim_all.value
+    finite = jnp.all(ok) & jnp.all(jnp.isfinite(lim))
+    # Beyond +-2**48: the extrapolated remainders of the two outward ladders.
+    outer = np.array([0, len(forward)])
+    extra = jnp.sum(jnp.where(jnp.isfinite(lim[outer]), lim[outer] - seq[outer, -1], 0.0))
+    # Across each kink b the partition has |phi'(b+e) - phi'(b-e)|, e = 2**-depth.
+    # The variation there is |phi'(b-) - phi'(b-e)| + |jump| + |phi'(b+e) - phi'(b+)|
+    # with the one-sided limits phi'(b-+) from the ladders: equal for monotone
+    # pieces, larger for a cusp of phi' (|x|^1.5 at 0).
+    left, right = line.inner[:, 0], line.inner[:, 1]
+    one_sided = limits.ladder_limit(
+        f1[np.concatenate([left, right])],
+        8 * eps * jnp.abs(f1[np.concatenate([left, right])]),
+        rtol=1e3 * eps,
+    ).value
+    lim_l, lim_r = jnp.split(one_sided, 2)
+    at_l, at_r = f1[left[:, -1]], f1[right[:, -1]]
+    across = jnp.abs(lim_l - at_l) + jnp.abs(lim_r - lim_l) + jnp.abs(at_r - lim_r) - jnp.abs(at_r - at_l)
+    extra = extra + jnp.sum(jnp.where(jnp.isfinite(across), across, 0.0))
+    # The total by pairwise summation; cum (sequential) only drives the tail tests.
+    status = jnp.where(jnp.all(ok), jnp.max(lim_all.status), limits.NON_FINITE)
+    return jnp.where(finite, jnp.sum(v) + extra, jnp.inf), status
+
+
+#: Panels where phi crosses its asymptote, integrated exactly piece by piece
+#: (static cap). Every registered activation and family has at most 5; panels
+#: beyond the cap keep Gauss–Legendre on ``|g|``, accurate to about ``h^2`` there.
+#: Each padded slot costs as much as a real one (8 instead of 32 halves the time
+#: of a batched signature).
+N_CROSSING_PANELS = 8
+
+
+def _legendre_all(tau, degree):
+    """``P_0(tau) .. P_degree(tau)`` stacked on a new last axis (three-term
+    recurrence, rolled into a scan)."""
+
+    def step(carry, k):
+        p_prev, p = carry
+        p_next = ((2 * k + 1) * tau * p - k * p_prev) / (k + 1)
+        return (p, p_next), p_next
+
+    one = jnp.ones_like(tau)
+    _, rest = jax.lax.scan(step, (one, tau), jnp.arange(1, degree, dtype=tau.dtype))
+    return jnp.moveaxis(jnp.concatenate([one[None], tau[None], rest])[: degree + 1], 0, -1)
+
+
+def _abs_integral_with_crossings(g, line, dtype):
+    """``sum over panels of int |g|`` corrected on panels where ``g`` changes sign.
+
+    Gauss–Legendre applied to ``|g|`` loses its order where ``g`` crosses zero.
+    On up to :data:`N_CROSSING_PANELS` such panels ``g`` is replaced by its
+    Legendre interpolant ``sum_k a_k P_k(t)`` through the panel's nodes; its roots
+    between consecutive nodes (and the panel ends) are found by Newton's method,
+    and ``int |g| = sum_pieces sign_piece (F(r_{j+1}) - F(r_j))`` with the exact
+    primitive ``F`` (``int P_k = (P_{k+1} - P_{k-1}) / (2k + 1)``). Roots carry no
+    gradient (``|g|`` has zero derivative in their position).
+    """
+    order = line.panels.shape[1]
+    t, vinv = quadrature.legendre_tables(order)
+    t, vinv = jnp.asarray(t, dtype), jnp.asarray(vinv, dtype)
+    G = g[line.panels]  # (P, n)
+    coef = _dot(G, vinv.T)  # Legendre coefficients per panel
+    ends = _dot(_legendre_all(jnp.asarray([-1.0, 1.0], dtype), order - 1), coef.T)  # (2, P)
+    vals = jnp.concatenate([ends[0][:, None], G, ends[1][:, None]], axis=1)  # (P, n + 2)
+    taus = jnp.concatenate([jnp.asarray([-1.0], dtype), t, jnp.asarray([1.0], dtype)])
+    change = vals[:, :-1] * vals[:, 1:] < 0
+    (pi,) = jnp.nonzero(jnp.any(change, axis=1), size=N_CROSSING_PANELS, fill_value=G.shape[0])
+    sel = jnp.minimum(pi, G.shape[0] - 1)
+    a, v, ch = coef[sel], vals[sel], change[sel]  # (K, n), (K, n+2), (K, n+1)
+
+    def poly(tau):  # value and derivative of the interpolants at tau (K, m)
+        p = _legendre_all(tau, order)
+        val = jnp.einsum("kmj,kj->km", p[..., :order], a, precision=_HIGHEST)
+        # P_k' from (1 - t^2) P_k' = k (P_{k-1} - t P_k), safe at |t| < 1.
+        k = jnp.arange(order, dtype=dtype)
+        dp = k * (p[..., jnp.maximum(jnp.arange(order) - 1, 0)] - tau[..., None] * p[..., :order])
+        dval = jnp.einsum("kmj,kj->km", dp, a, precision=_HIGHEST) / jnp.maximum(1 - tau * tau, 1e-30)
+        return val, dval
+
+    lo, hi = taus[:-1], taus[1:]
+    # Start from the secant root; Newton steps kept inside the bracket.
+    r = lo - v[:, :-1] * (hi - lo) / jnp.where(ch, v[:, 1:] - v[:, :-1], 1.0)
+    r = jnp.where(ch, r, lo)
+
+    def newton(_, r):
+        val, dval = poly(r)
+        r_new = r - val / jnp.where(dval == 0, 1.0, dval)
+        return jnp.where(ch & (r_new > lo) & (r_new < hi), r_new, r)
+
+    r = jax.lax.fori_loop(0, 4, newton, jax.lax.stop_gradient(r))
+    r = jax.lax.stop_gradient(jnp.where(ch, r, lo))
+    k_sel = r.shape[0]
+    bounds = jnp.concatenate([jnp.full((k_sel, 1), -1.0, dtype), r, jnp.ones((k_sel, 1), dtype)], axis=1)
+    # Piece j = [bounds_j, bounds_{j+1}] contains taus_j (j = 0..n+1): its sign.
+    p = _legendre_all(bounds, order)  # (K, n+3, order+1)
+    kk = np.arange(1, order)
+    prim = jnp.concatenate(
+        [p[..., :1] * bounds[..., None] + 1.0, (p[..., kk + 1] - p[..., kk - 1]) / (2 * kk + 1)], axis=-1
+    )
+    F = jnp.einsum("kmj,kj->km", prim, a, precision=_HIGHEST)
+    signs = jnp.sign(v)
+    exact = jnp.sum(signs * (F[:, 1:] - F[:, :-1]), axis=1)
+    half = jnp.asarray((line.panel_edges[:, 1] - line.panel_edges[:, 0]) / 2, dtype)
+    w = jnp.asarray(line.w, dtype)[line.panels]
+    naive = jnp.sum(w * jnp.abs(G), axis=1)
+    correction = jnp.where(pi < G.shape[0], half[sel] * exact - naive[sel], 0.0)
+    capped = jnp.sum(jnp.any(change, axis=1)) > N_CROSSING_PANELS
+    return jnp.abs(g) * jnp.asarray(line.w, dtype), correction, sel, capped
+
+
+def tail_compensation(line, x, f0, slopes, dtype):
+    """``c`` (absolute) and the signed areas ``b_+``, ``b_-`` over dyadic shells."""
+    eps = _eps(dtype)
+    alpha_p, alpha_m, beta_p, beta_m = slopes[:4]
+    right = x > 0
+
+    def fin(v):
+        return jnp.where(jnp.isfinite(v), v, 0.0)
+
+    alpha = jnp.where(right, fin(alpha_p), fin(alpha_m))
+    beta = jnp.where(right, fin(beta_p), fin(beta_m))
+    g = f0 - alpha * x - beta
+    # Below the rounding noise of its terms g carries no information (float32
+    # far tails); counting that noise would add O(eps x^2) to c. The slope is
+    # itself a difference quotient, good to a few ulp: its error times x is
+    # noise too, else a linear drift of 1e-15 x would make c diverge.
+    noise = 2 * eps * (jnp.abs(f0) + jnp.abs(beta)) + 8 * eps * jnp.abs(alpha * x)
+    g = jnp.where((jnp.abs(g) <= noise) | ~jnp.isfinite(g), 0.0, g)
+    w = jnp.asarray(line.w, dtype)
+    abs_w, correction, panel, capped = _abs_integral_with_crossings(g, line, dtype)
+    # Cumulative integrals over 0 < +-x <= 2**k, k = 0..log2(x_max): one static
+    # mask row per (side, k), the right side first; crossing corrections are
+    # booked at their panel's midpoint.
+    edges = 2.0 ** np.arange(0, int(np.log2(line.x_max)) + 1)
+    masks = np.stack([(sign * line.x > 0) & (sign * line.x <= e) for sign in (1.0, -1.0) for e in edges])
+    masks = jnp.asarray(masks, dtype).reshape(2, len(edges), -1)
+    mid = jnp.asarray(line.panel_edges.mean(axis=1), dtype)[panel]
+    pmask = jnp.stack(
+        [
+            (sign * mid[None, :] > 0) & (sign * mid[None, :] <= jnp.asarray(edges, dtype)[:, None])
+            for sign in (1.0, -1.0)
+        ]
+    ).astype(dtype)
+    a_abs = _dot(masks, abs_w) + _dot(pmask, correction)
+    a_sgn = _dot(masks, w * g)
+    c_lim = limits.ladder_limit(a_abs, eps * a_abs, rtol=1e3 * eps, monotone=True, window=2)
+    c_pm = c_lim.value
+    b_pm = limits.ladder_limit(a_sgn, eps * a_abs, rtol=1e3 * eps, window=2).value
+    (c_p, c_m), (b_p, b_m) = c_pm, b_pm
+    ok_p = jnp.isfinite(alpha_p) & jnp.isfinite(beta_p)
+    ok_m = jnp.isfinite(alpha_m) & jnp.isfinite(beta_m)
+    inf = jnp.asarray(jnp.inf, dtype)
+    c_p = jnp.where(ok_p, c_p, inf)
+    c_m = jnp.where(ok_m, c_m, inf)
+    b_p = jnp.where(ok_p, b_p, jnp.nan)
+    b_m = jnp.where(ok_m, b_m, jnp.nan)
+    # A side whose slope or intercept is not finite inherits that limit's status.
+    side = jnp.stack([ok_p, ok_m])
+    asym = limits.worst(slopes.alpha_status, slopes.beta_status)
+    status = jnp.max(jnp.where(side, c_lim.status, asym))
+    status = jnp.where(capped & (status < limits.APPROXIMATE), limits.APPROXIMATE, status)
+    return c_p + c_m, b_p + b_m, b_p, b_m, status
+
+
+class Singularities(NamedTuple):
+    """What the ladders toward each kink say about the Gaussian moments.
+
+    ``|phi(x)| ~ |x - b|^-p0`` and ``|phi'(x)| ~ |x - b|^-p1`` as ``x -> b`` on
+    either side (exponents measured on the last rungs ``b +- 2**-k``, ``k <= 40``);
+    ``E[|phi(X)|^q]`` diverges exactly when ``q p0 >= 1`` (and likewise for
+    ``phi'``), because the Gaussian density is positive and smooth at ``b``.
+
+    Attributes:
+      m1, m2, g1, g2, g4: the component diverges (``E|phi|``, ``E phi^2``,
+        ``E|phi'|``, ``E phi'^2``, ``E phi'^4``).
+      m1_sign, g1_sign: ``+-1`` where every divergent side has that sign, else
+        ``0`` (opposite signs: the integral is undefined).
+      integrable: ``phi'`` is singular at a kink but ``E|phi'|^q`` converges for
+        the moments computed: the quadrature is then only accurate to a few
+        digits (a Gauss–Legendre panel next to a power singularity).
+    """
+
+    m1: jax.Array
+    m2: jax.Array
+    g1: jax.Array
+    g2: jax.Array
+    g4: jax.Array
+    m1_sign: jax.Array
+    g1_sign: jax.Array
+    integrable: jax.Array
+
+
+def _growth_exponent(seq):
+    """Steady exponent ``p`` of ``|seq_k| ~ 2**(k p)`` over the last four rungs
+    (``0`` if the growth is not steady or not positive; ``inf`` on overflow)."""
+    a = jnp.abs(seq[..., -4:])
+    overflow = jnp.any(~jnp.isfinite(a), axis=-1)
+    a = jnp.where(jnp.isfinite(a) & (a > 0), a, 1.0)
+    p = jnp.log2(a[..., 1:] / a[..., :-1])
+    steady = (jnp.min(p, axis=-1) > 0.05) & (jnp.max(p, axis=-1) - jnp.min(p, axis=-1) < 0.05)
+    return jnp.where(overflow, jnp.inf, jnp.where(steady, jnp.mean(p, axis=-1), 0.0))
+
+
+def singularities(v0, v1) -> Singularities:
+    """Power singularities of ``phi`` and ``phi'`` at the kinks (and at 0), from
+    their values ``v0``, ``v1`` on the ladders ``b +- 2**-k`` of the line
+    (``line.inner``: shape ``(n_kinks, 2, k)``); see :class:`Singularities`."""
+    p0, p1 = _growth_exponent(v0), _growth_exponent(v1)  # (n_kinks, 2)
+    tol = 0.02  # exponents are measured to ~1e-3; 1/|x| must count as divergent
+
+    def diverges(p, q):
+        return q * p >= 1.0 - tol
+
+    def side_sign(v, div):
+        s = jnp.sign(v[..., -1])
+        pos = jnp.all(jnp.where(div, s > 0, True))
+        neg = jnp.all(jnp.where(div, s < 0, True))
+        return jnp.where(pos, 1.0, jnp.where(neg, -1.0, 0.0))
+
+    d_m1, d_g1 = diverges(p0, 1.0), diverges(p1, 1.0)
+    return Singularities(
+        m1=jnp.any(d_m1),
+        m2=jnp.any(diverges(p0, 2.0)),
+        g1=jnp.any(d_g1),
+        g2=jnp.any(diverges(p1, 2.0)),
+        g4=jnp.any(diverges(p1, 4.0)),
+        m1_sign=side_sign(v0, d_m1),
+        g1_sign=side_sign(v1, d_g1),
+        integrable=jnp.any((p1 > 0.05) & ~diverges(p1, 4.0)) | jnp.any((p1 > 0.05) & ~diverges(p1, 1.0)),
+    )
+
+
+def undeclared_kinks(line, x, f1, f2, dtype):
+    """Intervals of the line where ``phi'`` jumps although no kink is declared there.
+
+    Over an interval of width ``h`` a continuous ``phi'`` changes by
+    ``|int phi''| <= h max |phi''|``; a jump does not shrink with ``h``. An
+    interval inside the grid (``|x| <= x_max``) is flagged when
+    ``|phi'(b) - phi'(a)| > 8 h max(|phi''(a)|, |phi''(b)|) + 64 eps (|phi'(a)| + |phi'(b)|)``
+    and ``|phi'(b) - phi'(a)| > 1e-6 (1 + |phi'(a)| + |phi'(b)|)`` (a visible jump).
+    Declared kinks (and 0) are excluded. A feature narrower than the node spacing
+    with a large ``phi'''`` can be flagged too: the warning then costs nothing.
+
+    Returns:
+      ``(count, where)``: the number of flagged intervals and the midpoint of the
+      first one (``NaN`` if none).
+    """
+    eps = _eps(dtype)
+    h = x[1:] - x[:-1]
+    fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
+    ok = jnp.isfinite(fa) & jnp.isfinite(fb) & jnp.isfinite(da) & jnp.isfinite(db)
+    step = jnp.abs(fb - fa)
+    smooth_bound = 8.0 * h * jnp.maximum(jnp.abs(da), jnp.abs(db)) + 64 * eps * (jnp.abs(fa) + jnp.abs(fb))
+    inside = np.zeros(h.shape, bool)
+    inside[line.body.start : line.body.stop - 1] = True
+    flagged = ok & inside & ~jnp.asarray(line.split) & (step > smooth_bound)
+    flagged = flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))
+    first = jnp.argmax(flagged)
+    where = jnp.where(jnp.any(flagged), 0.5 * (x[first] + x[first + 1]), jnp.nan)
+    return jnp.sum(flagged), where
