@@ -29,7 +29,8 @@ Reports test accuracy and final training loss, mean ± sd over the seeds, and
 the time each initialisation takes. Writes ``autoinit_training.json``,
 ``autoinit_training.png`` (test accuracy per epoch) and ``autoinit_training.md``.
 
-Run: ``python examples/autoinit_training.py [--epochs 10] [--seeds 5]``.
+Run: ``python examples/autoinit_training.py [--epochs 10] [--seeds 5] [--resume]`` (``--resume``
+reuses the finished rows of an interrupted run, kept in ``autoinit_training.partial.json``).
 """
 
 from __future__ import annotations
@@ -46,8 +47,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxsig.integrations.flax import NNXActivation
-from jaxsig.integrations.flax_init import autoinit
+from jaxsig.flax import NNXActivation, autoinit
 
 HERE = pathlib.Path(__file__).resolve().parent
 DEPTH, WIDTH = 50, 256
@@ -84,9 +84,14 @@ class MLP(nnx.Module):
         return self.dense_outputs(x)[-1]
 
 
+def gelu(h):
+    """Exact GELU, as a user would write it (one function object: the compiled epoch is shared by seeds)."""
+    return jax.nn.gelu(h, approximate=False)
+
+
 ACTIVATIONS = {
     "tanh": (lambda: jnp.tanh, dict(mode="critical")),
-    "gelu": (lambda: (lambda h: jax.nn.gelu(h, approximate=False)), dict(sigma_b2=0.25)),
+    "gelu": (lambda: gelu, dict(sigma_b2=0.25)),
     "rational": (lambda: NNXActivation("rational", learnable=True), dict(sigma_b2=0.25)),
 }
 
@@ -252,6 +257,7 @@ def main(argv=None):
     ap.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3])
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--out", default=str(HERE / "autoinit_training"))
+    ap.add_argument("--resume", action="store_true", help="reuse the rows of an interrupted run's .partial.json")
     args = ap.parse_args(argv)
     out = pathlib.Path(args.out)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -259,16 +265,24 @@ def main(argv=None):
     settings = dict(epochs=args.epochs, batch=args.batch, seeds=range(args.seeds))
     plan = [(name, init, lr) for lr in args.lrs for name in ACTIVATIONS
             for init in ("flax default", "lsuv", "autoinit")]
-    plan.append(("rational", "autoinit, re-targeted every epoch", args.lrs[0]))
+    # Right after the first rate's rows, so that an interrupted run has a complete first rate.
+    plan.insert(3 * len(ACTIVATIONS), ("rational", "autoinit, re-targeted every epoch", args.lrs[0]))
     txs = {lr: optax.adam(lr) for lr in args.lrs}  # one object per rate: the compiled epoch is shared
+    partial = out.with_suffix(".partial.json")
+    done = json.loads(partial.read_text()) if args.resume and partial.exists() else []
+    done = {(r["activation"], r["init"], r["lr"]): r for r in done}
     results = []
     for name, init, lr in plan:
+        if (name, init, lr) in done:
+            results.append(done[name, init, lr])
+            print(f"{name:9s} {init:34s} lr {lr:g}: resumed from {partial.name}", flush=True)
+            continue
         t0 = time.perf_counter()
         r = run(name, init, data, lr=lr, tx=txs[lr], **settings)
         print(f"{name:9s} {init:34s} lr {lr:g}: test accuracy {_ms(r['accuracy'])} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
         results.append(r)
-        out.with_suffix(".partial.json").write_text(json.dumps(results) + "\n")  # survives an interrupted run
+        partial.write_text(json.dumps(results) + "\n")  # survives an interrupted run (--resume)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     text = tables(results, args) + f" Runtime {wall:.0f} s wall, {cpu:.0f} s CPU.\n"
     print("\n" + text)
@@ -277,7 +291,7 @@ def main(argv=None):
                                                     "seeds": args.seeds, "lrs": args.lrs, "batch": args.batch,
                                                     "runs": results, "runtime_wall_seconds": wall}, indent=1) + "\n")
     figure(results, out.with_suffix(".png"))
-    out.with_suffix(".partial.json").unlink(missing_ok=True)
+    partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
