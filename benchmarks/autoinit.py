@@ -36,8 +36,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxsig.integrations.flax import NNXActivation
-from jaxsig.integrations.flax_init import autoinit, diagnose
+from jaxsig.flax import NNXActivation, autoinit, diagnose
 
 HERE = pathlib.Path(__file__).resolve().parent
 WIDTH, D_IN, BATCH = 256, 64, 256
@@ -103,17 +102,30 @@ def main():
             t0 = time.perf_counter()
             diagnose(model, x)
             diag = time.perf_counter() - t0
-            row = dict(activation=name, depth=depth, first_s=first, again_s=float(np.median(again[1:])),
-                       step_s=step, diagnose_s=diag)
+            row = dict(
+                activation=name,
+                depth=depth,
+                first_s=first,
+                again_s=float(np.median(again[1:])),
+                step_s=step,
+                diagnose_s=diag,
+            )
             print(row, flush=True)
             rows.append(row)
-    lines = ["| activation | depth | autoinit, first call | autoinit, later calls (median of 10) | one Adam step "
-             "(batch 64) | later call / step | diagnose (batch 256) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| activation | depth | autoinit, first call | autoinit, later calls (median of 10) | one Adam step "
+        "(batch 64) | later call / step | diagnose (batch 256) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['activation']} | {r['depth']} | {r['first_s']:.2f} s | {1e3 * r['again_s']:.0f} ms "
-                     f"| {1e3 * r['step_s']:.0f} ms | {r['again_s'] / r['step_s']:.1f} | {r['diagnose_s']:.2f} s |")
-    env = (f"{platform.processor() or platform.machine()}, {jax.devices()[0].platform} backend, float32, "
-           f"jax {jax.__version__}; shared 2-core machine, so absolute times carry some noise")
+        lines.append(
+            f"| {r['activation']} | {r['depth']} | {r['first_s']:.2f} s | {1e3 * r['again_s']:.0f} ms "
+            f"| {1e3 * r['step_s']:.0f} ms | {r['again_s'] / r['step_s']:.1f} | {r['diagnose_s']:.2f} s |"
+        )
+    env = (
+        f"{platform.processor() or platform.machine()}, {jax.devices()[0].platform} backend, float32, "
+        f"jax {jax.__version__}; shared 2-core machine, so absolute times carry some noise"
+    )
     text = "\n".join(lines) + f"\n\nWidth {WIDTH}, input {D_IN}, sample batch {BATCH}; {env}.\n"
     print("\n" + text)
     (HERE / "autoinit.md").write_text(text)

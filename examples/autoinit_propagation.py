@@ -54,8 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxsig.integrations.flax import NNXActivation
-from jaxsig.integrations.flax_init import autoinit, diagnose
+from jaxsig.flax import NNXActivation, autoinit, diagnose
 
 HERE = pathlib.Path(__file__).resolve().parent
 WIDTH = 256
@@ -70,8 +69,11 @@ def load_data(seed=0):
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
     mean, std = x_tr.mean(0), x_tr.std(0)
     std = np.where(std > 0, std, 1.0)
-    f = lambda v: ((v - mean) / std).astype(np.float32)  # noqa: E731
-    return f(x_tr), y_tr.astype(np.int32), f(x_te), y_te.astype(np.int32)
+
+    def standardise(v):
+        return ((v - mean) / std).astype(np.float32)
+
+    return standardise(x_tr), y_tr.astype(np.int32), standardise(x_te), y_te.astype(np.int32)
 
 
 class MLP(nnx.Module):
@@ -92,7 +94,7 @@ def configurations(design_path):
     """``name -> (make activation, autoinit settings)``."""
     return {
         "tanh": (lambda: jnp.tanh, dict(mode="critical")),
-        "gelu": (lambda: (lambda h: jax.nn.gelu(h, approximate=False)), dict(sigma_b2=0.25)),
+        "gelu": (lambda: lambda h: jax.nn.gelu(h, approximate=False), dict(sigma_b2=0.25)),
         "rational": (lambda: NNXActivation("rational", learnable=True), dict(sigma_b2=0.25)),
         "designed": (lambda: NNXActivation.from_design(design_path), dict()),
     }
@@ -102,16 +104,18 @@ def measure(model, x_te, targets=None):
     """Per-layer measured / predicted second moments and the error model, from diagnose."""
     d = diagnose(model, x_te)
     out = {
-        "measured_q": [l.measured_q for l in d.layers],
-        "predicted_q": [l.predicted_q for l in d.layers],
-        "rel_sd": [l.rel_sd for l in d.layers],
+        "measured_q": [layer.measured_q for layer in d.layers],
+        "predicted_q": [layer.predicted_q for layer in d.layers],
+        "rel_sd": [layer.rel_sd for layer in d.layers],
         "phase": d.phase,
         "verdict": d.verdict,
     }
     if targets is not None:
         out["target_q"] = list(targets)
-        out["z"] = [abs(m / t - 1) / s if np.isfinite(s) and s > 0 else float("nan")
-                    for m, t, s in zip(out["measured_q"], targets, out["rel_sd"])]
+        out["z"] = [
+            abs(m / t - 1) / s if np.isfinite(s) and s > 0 else float("nan")
+            for m, t, s in zip(out["measured_q"], targets, out["rel_sd"])
+        ]
     return out
 
 
@@ -136,24 +140,34 @@ def run(name, make_act, settings, depth, data, seeds, n_test):
     q_def = np.array([d["measured_q"] for d in default])
     p_def = np.array([d["predicted_q"] for d in default])
     return {
-        "activation": name, "depth": depth, "settings": settings,
+        "activation": name,
+        "depth": depth,
+        "settings": settings,
         "autoinit": {
-            "sigma_w2": hidden[0].sigma_w2, "sigma_b2": hidden[0].sigma_b2, "chi1": hidden[0].chi1,
-            "slope": hidden[0].slope, "first_call_seconds": seconds[0],
+            "sigma_w2": hidden[0].sigma_w2,
+            "sigma_b2": hidden[0].sigma_b2,
+            "chi1": hidden[0].chi1,
+            "slope": hidden[0].slope,
+            "first_call_seconds": seconds[0],
             "later_call_seconds": float(np.mean(seconds[1:])) if len(seconds) > 1 else None,
-            "max_z": float(np.nanmax(z)), "max_fraction": float(np.max(frac)),
-            "within_2sd": float(np.mean(z[np.isfinite(z)] <= 2.0)), "mean_abs_z": float(np.nanmean(z)),
+            "max_z": float(np.nanmax(z)),
+            "max_fraction": float(np.max(frac)),
+            "within_2sd": float(np.mean(z[np.isfinite(z)] <= 2.0)),
+            "mean_abs_z": float(np.nanmean(z)),
             "mean_ratio_last": float(np.mean([a["measured_q"][-2] / a["target_q"][-2] for a in auto])),
-            "phase": auto[0]["phase"], "verdict": auto[0]["verdict"],
+            "phase": auto[0]["phase"],
+            "verdict": auto[0]["verdict"],
         },
         "default": {
             "drift_measured": float(np.mean(q_def[:, -2] / q_def[:, 0])),
             "drift_predicted": float(np.mean(p_def[:, -2] / p_def[:, 0])),
             "q_last_measured": float(np.mean(q_def[:, -2])),
-            "phase": default[0]["phase"], "verdict": default[0]["verdict"],
+            "phase": default[0]["phase"],
+            "verdict": default[0]["verdict"],
         },
         "layers": {
-            "default_measured": q_def.mean(0).tolist(), "default_predicted": p_def.mean(0).tolist(),
+            "default_measured": q_def.mean(0).tolist(),
+            "default_predicted": p_def.mean(0).tolist(),
             "auto_measured": np.mean([a["measured_q"] for a in auto], 0).tolist(),
             "auto_target": auto[0]["target_q"],
             "auto_rel_sd": np.mean([a["rel_sd"] for a in auto], 0).tolist(),
@@ -178,12 +192,15 @@ def tables(results, seeds, n_test):
             f"| {d['drift_measured']:.3g} "
             f"| {d['drift_predicted']:.3g} | {d['phase']} |"
         )
-    lines += ["", f"{seeds} networks per row; q_l measured on {n_test} test images (autoinit saw 256 training images); "
-              "l runs over the hidden layers, L is the last. 'in error-model sd': the largest "
-              "|q_l / target_l - 1| / rel_sd_l over hidden layers and networks, rel_sd from jaxsig.flax.diagnose "
-              "(the relative sd of one input's measured q_l at this width, delta method; see its docstring); "
-              "'within 2 sd': the share of (layer, network) pairs with |q_l / target_l - 1| <= 2 rel_sd_l "
-              "(95% for a calibrated Gaussian error)."]
+    lines += [
+        "",
+        f"{seeds} networks per row; q_l measured on {n_test} test images (autoinit saw 256 training images); "
+        "l runs over the hidden layers, L is the last. 'in error-model sd': the largest "
+        "|q_l / target_l - 1| / rel_sd_l over hidden layers and networks, rel_sd from jaxsig.flax.diagnose "
+        "(the relative sd of one input's measured q_l at this width, delta method; see its docstring); "
+        "'within 2 sd': the share of (layer, network) pairs with |q_l / target_l - 1| <= 2 rel_sd_l "
+        "(95% for a calibrated Gaussian error).",
+    ]
     return "\n".join(lines)
 
 
@@ -201,8 +218,15 @@ def figure(results, path):
         lay = r["layers"]
         n = np.arange(1, len(lay["auto_measured"]) + 1)
         tgt, sd = np.array(lay["auto_target"]), np.array(lay["auto_rel_sd"])
-        ax.fill_between(n, tgt * np.maximum(1 - sd, 1e-3), tgt * (1 + sd), color="C0", alpha=0.15, lw=0,
-                        label="autoinit target +- 1 sd")
+        ax.fill_between(
+            n,
+            tgt * np.maximum(1 - sd, 1e-3),
+            tgt * (1 + sd),
+            color="C0",
+            alpha=0.15,
+            lw=0,
+            label="autoinit target +- 1 sd",
+        )
         ax.plot(n, lay["auto_measured"], "o", ms=2.5, color="C0", label="autoinit: measured")
         ax.plot(n, lay["default_predicted"], "-", color="C3", lw=1, label="Flax default: mean field")
         ax.plot(n, lay["default_measured"], "s", ms=2.0, color="C3", mfc="none", label="Flax default: measured")
@@ -217,8 +241,10 @@ def figure(results, path):
     for ax in axes[:, 0]:
         ax.set_ylabel("pre-activation second moment")
     axes[0, 0].legend(fontsize=6)
-    fig.suptitle("Per-layer pre-activation second moment on digits: autoinit vs Flax's default init "
-                 "(mean over networks)", fontsize=10)
+    fig.suptitle(
+        "Per-layer pre-activation second moment on digits: autoinit vs Flax's default init (mean over networks)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -238,16 +264,20 @@ def main(argv=None):
     for depth in args.depths:
         for name, (make, settings) in configurations(args.design).items():
             r = run(name, make, settings, depth, data, range(args.seeds), args.test)
-            print(f"{name:9s} depth {depth:3d}: autoinit max |q/target - 1| = {r['autoinit']['max_fraction']:.3f} "
-                  f"({r['autoinit']['max_z']:.2f} sd); default drift q_L/q_1 = {r['default']['drift_measured']:.3g}",
-                  flush=True)
+            print(
+                f"{name:9s} depth {depth:3d}: autoinit max |q/target - 1| = {r['autoinit']['max_fraction']:.3f} "
+                f"({r['autoinit']['max_z']:.2f} sd); default drift q_L/q_1 = {r['default']['drift_measured']:.3g}",
+                flush=True,
+            )
             results.append(r)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     text = tables(results, args.seeds, args.test) + f"\n\nRuntime {wall:.0f} s wall, {cpu:.0f} s CPU.\n"
     print("\n" + text)
     out.with_suffix(".md").write_text(text)
-    out.with_suffix(".json").write_text(json.dumps({"seeds": args.seeds, "width": WIDTH, "runs": results,
-                                                    "runtime_wall_seconds": wall}, indent=1) + "\n")
+    out.with_suffix(".json").write_text(
+        json.dumps({"seeds": args.seeds, "width": WIDTH, "runs": results, "runtime_wall_seconds": wall}, indent=1)
+        + "\n"
+    )
     figure(results, out.with_suffix(".png"))
 
 

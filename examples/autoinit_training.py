@@ -61,8 +61,11 @@ def load_data(seed=0):
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
     mean, std = x_tr.mean(0), x_tr.std(0)
     std = np.where(std > 0, std, 1.0)
-    f = lambda v: ((v - mean) / std).astype(np.float32)  # noqa: E731
-    return f(x_tr), y_tr.astype(np.int32), f(x_te), y_te.astype(np.int32)
+
+    def standardise(v):
+        return ((v - mean) / std).astype(np.float32)
+
+    return standardise(x_tr), y_tr.astype(np.int32), standardise(x_te), y_te.astype(np.int32)
 
 
 class MLP(nnx.Module):
@@ -155,8 +158,9 @@ def train(model, data, *, tx, epochs, batch, seed, retarget=None):
     for _ in range(epochs):
         key, sub = jax.random.split(key)
         t0 = time.perf_counter()
-        params, opt_state, loss = _epoch(params, opt_state, rest, sub, x_tr, y_tr, graphdef=graphdef, tx=tx,
-                                         batch=batch)
+        params, opt_state, loss = _epoch(
+            params, opt_state, rest, sub, x_tr, y_tr, graphdef=graphdef, tx=tx, batch=batch
+        )
         losses.append(float(loss))
         epoch_s.append(time.perf_counter() - t0)
         if retarget is not None:
@@ -173,9 +177,17 @@ def run(name, init, data, *, lr, tx, epochs, batch, seeds):
     make, settings = ACTIVATIONS[name]
     x_tr = data[0]
     sample = jnp.asarray(x_tr[:256])
-    out = {"activation": name, "init": init, "lr": lr, "accuracy": [], "final_loss": [], "curves": [],
-           "init_seconds": [],
-           "epoch_seconds": [], "retarget_seconds": []}
+    out = {
+        "activation": name,
+        "init": init,
+        "lr": lr,
+        "accuracy": [],
+        "final_loss": [],
+        "curves": [],
+        "init_seconds": [],
+        "epoch_seconds": [],
+        "retarget_seconds": [],
+    }
     for seed in seeds:
         model = MLP(make(), x_tr.shape[1], 10, rngs=nnx.Rngs(seed))
         t0 = time.perf_counter()
@@ -200,22 +212,32 @@ def _ms(v, digits=3):
 
 
 def tables(results, args):
-    lines = ["| activation | init | lr | test accuracy | final train loss | init time (s) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| activation | init | lr | test accuracy | final train loss | init time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         t = np.array(r["init_seconds"])
         init_t = f"{t[0]:.2f} first, {t[1:].mean():.3f} later" if len(t) > 1 else f"{t[0]:.2f}"
-        lines.append(f"| {r['activation']} | {r['init']} | {r['lr']:g} | {_ms(r['accuracy'])} | {_ms(r['final_loss'])} "
-                     f"| {init_t if r['init'] != 'flax default' else '-'} |")
+        lines.append(
+            f"| {r['activation']} | {r['init']} | {r['lr']:g} | {_ms(r['accuracy'])} | {_ms(r['final_loss'])} "
+            f"| {init_t if r['init'] != 'flax default' else '-'} |"
+        )
     rt = [r for r in results if r["retarget_seconds"]]
     if rt:
         r = rt[0]
-        lines += ["", f"Re-targeting inside the loop ({r['activation']}, depth {DEPTH}): autoinit after each epoch "
-                  f"took {1e3 * np.mean(r['retarget_seconds']):.0f} ± {1e3 * np.std(r['retarget_seconds']):.0f} ms "
-                  f"(structure cached, rescale mode), against {1e3 * np.mean(r['epoch_seconds']):.0f} ms for one "
-                  f"epoch of {data_steps(args)} Adam steps."]
-    lines += ["", f"Depth {DEPTH}, width {WIDTH}; {args.epochs} epochs of Adam (batch {args.batch}); "
-              f"{args.seeds} networks (seeds) per row, mean ± sd; test set of 360 digits."]
+        lines += [
+            "",
+            f"Re-targeting inside the loop ({r['activation']}, depth {DEPTH}): autoinit after each epoch "
+            f"took {1e3 * np.mean(r['retarget_seconds']):.0f} ± {1e3 * np.std(r['retarget_seconds']):.0f} ms "
+            f"(structure cached, rescale mode), against {1e3 * np.mean(r['epoch_seconds']):.0f} ms for one "
+            f"epoch of {data_steps(args)} Adam steps.",
+        ]
+    lines += [
+        "",
+        f"Depth {DEPTH}, width {WIDTH}; {args.epochs} epochs of Adam (batch {args.batch}); "
+        f"{args.seeds} networks (seeds) per row, mean ± sd; test set of 360 digits.",
+    ]
     return "\n".join(lines)
 
 
@@ -263,8 +285,9 @@ def main(argv=None):
     wall, cpu = time.perf_counter(), time.process_time()
     data = load_data()
     settings = dict(epochs=args.epochs, batch=args.batch, seeds=range(args.seeds))
-    plan = [(name, init, lr) for lr in args.lrs for name in ACTIVATIONS
-            for init in ("flax default", "lsuv", "autoinit")]
+    plan = [
+        (name, init, lr) for lr in args.lrs for name in ACTIVATIONS for init in ("flax default", "lsuv", "autoinit")
+    ]
     # Right after the first rate's rows, so that an interrupted run has a complete first rate.
     plan.insert(3 * len(ACTIVATIONS), ("rational", "autoinit, re-targeted every epoch", args.lrs[0]))
     txs = {lr: optax.adam(lr) for lr in args.lrs}  # one object per rate: the compiled epoch is shared
@@ -279,17 +302,32 @@ def main(argv=None):
             continue
         t0 = time.perf_counter()
         r = run(name, init, data, lr=lr, tx=txs[lr], **settings)
-        print(f"{name:9s} {init:34s} lr {lr:g}: test accuracy {_ms(r['accuracy'])} "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"{name:9s} {init:34s} lr {lr:g}: test accuracy {_ms(r['accuracy'])} ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
         results.append(r)
         partial.write_text(json.dumps(results) + "\n")  # survives an interrupted run (--resume)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     text = tables(results, args) + f" Runtime {wall:.0f} s wall, {cpu:.0f} s CPU.\n"
     print("\n" + text)
     out.with_suffix(".md").write_text(text)
-    out.with_suffix(".json").write_text(json.dumps({"depth": DEPTH, "width": WIDTH, "epochs": args.epochs,
-                                                    "seeds": args.seeds, "lrs": args.lrs, "batch": args.batch,
-                                                    "runs": results, "runtime_wall_seconds": wall}, indent=1) + "\n")
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "depth": DEPTH,
+                "width": WIDTH,
+                "epochs": args.epochs,
+                "seeds": args.seeds,
+                "lrs": args.lrs,
+                "batch": args.batch,
+                "runs": results,
+                "runtime_wall_seconds": wall,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     figure(results, out.with_suffix(".png"))
     partial.unlink(missing_ok=True)
 

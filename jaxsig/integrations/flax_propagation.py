@@ -21,16 +21,13 @@ the wide limit, the affine map ``y = s (v - E v) / sqrt(Var v + eps) + b`` with
 the statistics of its input; an activation of a Gaussian is a new term; an
 activation of a single term composes the two functions.
 
-:func:`plan` traces a model once per structure and input shape (cached);
 :class:`Propagation` does the arithmetic for one call of
-:func:`jaxsig.flax.autoinit` or :func:`jaxsig.flax.diagnose`. Used by
-:mod:`jaxsig.integrations.flax_init`; not part of the public API.
+:func:`jaxsig.flax.autoinit` or :func:`jaxsig.flax.diagnose` on a
+:class:`~jaxsig.integrations.flax_plan.Plan`. Not part of the public API.
 """
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import math
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -41,154 +38,14 @@ from flax import nnx
 
 from jaxsig.core.activations import Activation
 from jaxsig.core.signature import moments
-from jaxsig.integrations import flax_graph as fg
-from jaxsig.integrations.flax_graph import UnsupportedModelError
+from jaxsig.integrations import flax_expr as fx
+from jaxsig.integrations.flax_plan import Layer
+from jaxsig.integrations.flax_trace import UnsupportedModelError
 from jaxsig.theory import meanfield as _mf
 
-__all__ = ["Layer", "Plan", "Snapshot", "snapshot", "plan", "Term", "Canon", "Propagation", "identity", "uniform"]
+__all__ = ["Term", "Canon", "Propagation", "identity", "uniform"]
 
 _S0 = math.sqrt(_mf.Q_MIN)  # 2^-20: the smallest input scale the quadrature rules resolve
-
-
-# --- Plans: the traced structure, cached per model structure --------------------------------------------
-
-
-@dataclasses.dataclass(eq=False)
-class Layer:
-    call: int
-    path: str
-    kind: str
-    kernel: int  # state leaf index
-    bias: Optional[int]
-    fan_in: int
-    units: int  # output units averaged in one measurement
-    pad: float  # fraction of the kernel taps that see data (1 for dense)
-
-
-@dataclasses.dataclass(eq=False)
-class Plan:
-    graph: fg.ModelGraph
-    layers: tuple
-    fixed_vars: tuple
-    batched: bool  # traced on x[:1]: values of the batch are computed example by example
-    composites: dict = dataclasses.field(default_factory=dict)
-    affine: dict = dataclasses.field(default_factory=dict)
-    writes: int = 0
-
-
-class _Key:
-    """A cache key whose hash is computed once (hashing a deep GraphDef is not free)."""
-
-    __slots__ = ("parts", "hash")
-
-    def __init__(self, parts):
-        self.parts, self.hash = parts, hash(parts)
-
-    def __hash__(self):
-        return self.hash
-
-    def __eq__(self, other):
-        return isinstance(other, _Key) and self.hash == other.hash and self.parts == other.parts
-
-
-_PLANS: "collections.OrderedDict" = collections.OrderedDict()
-_PLAN_CACHE_SIZE = 16
-
-
-class Snapshot(NamedTuple):
-    """One pass over the model: its graph definition, state leaves and modules by path."""
-
-    graphdef: Any
-    treedef: Any
-    values: list
-    modules: dict
-
-
-def snapshot(model) -> Snapshot:
-    graphdef, state = nnx.split(model)
-    values, treedef = jax.tree_util.tree_flatten(state)
-    return Snapshot(graphdef, treedef, values, fg.module_paths(model))
-
-
-def plan(model, x, call, snap: Snapshot) -> Plan:
-    """The traced structure of ``model`` on inputs shaped like ``x`` (cached: tracing is the dear part)."""
-    graphdef = snap.graphdef
-    # One example is traced: the structure does not depend on the batch, and the activations read
-    # off the jaxpr then evaluate on arrays of one example's size (see flax_graph.Slice.packed).
-    batched = jnp.ndim(x) >= 2
-    key = (graphdef, snap.treedef, jnp.shape(x)[1:] if batched else jnp.shape(x),
-           batched, jnp.result_type(x), call)
-    try:
-        key = _Key(key)
-    except TypeError:
-        key = None
-    if key is not None and key in _PLANS:
-        _PLANS.move_to_end(key)
-        return _PLANS[key]
-    graph = fg.trace(model, x[:1] if batched else x, call)
-    modules = snap.modules
-    layers = []
-    for c in graph.layers:
-        module = modules[c.path]
-        kernel, bias = graph.leaf(c.path, "kernel"), graph.leaf(c.path, "bias")
-        k_shape = tuple(module.kernel.shape)
-        want = 2 if c.kind == fg.DENSE else len(module.kernel_size) + 2
-        if len(k_shape) != want or kernel is None:
-            raise UnsupportedModelError(
-                f"{c.cls} {c.path!r} has a kernel of shape {k_shape}: stacked weights (nnx.vmap / nnx.scan "
-                "over layers) are not supported; unroll the layers"
-            )
-        fan_in = math.prod(k_shape[:-1])
-        pad = _padding_fraction(module, c.in_shape) if c.kind == fg.CONV else 1.0
-        # (in_shape is one example's: the padding fraction does not depend on the batch.)
-        layers.append(Layer(c.index, c.path, c.kind, kernel, bias if module.bias is not None else None,
-                             fan_in, int(k_shape[-1]), pad))
-    fixed = []
-    for c in graph.layers:
-        try:
-            _collect_fixed(graph.input_expr(c.index), fixed)
-        except UnsupportedModelError:
-            pass  # raised again, with the layer named, when that layer is needed
-    graph.release()
-    plan = Plan(graph, tuple(layers), tuple(dict.fromkeys(fixed)), batched)
-    if key is not None:
-        _PLANS[key] = plan
-        if len(_PLANS) > _PLAN_CACHE_SIZE:
-            _PLANS.popitem(last=False)
-    return plan
-
-
-def _collect_fixed(node, out):
-    if isinstance(node, fg.Fixed):
-        if node.var is not None:
-            out.append(node.var)
-    elif isinstance(node, (fg.Elementwise, fg.Layout, fg.Norm)):
-        _collect_fixed(node.child, out)
-    elif isinstance(node, fg.Add):
-        _collect_fixed(node.left, out)
-        _collect_fixed(node.right, out)
-
-
-def _modules(model) -> dict:
-    return fg.module_paths(model)
-
-
-def _padding_fraction(module, in_shape) -> float:
-    """Mean over output positions of the fraction of kernel taps that land inside the input.
-
-    A probe convolution with the layer's geometry (kernel size, strides,
-    padding, dilations), one channel, all-ones kernel and input: its output
-    counts the taps that see data. ``1`` for ``VALID`` and circular padding.
-    """
-    n = len(module.kernel_size)
-    spatial = tuple(in_shape[-1 - n:-1])
-    probe = nnx.Conv(1, 1, kernel_size=module.kernel_size, strides=module.strides, padding=module.padding,
-                     input_dilation=module.input_dilation, kernel_dilation=module.kernel_dilation,
-                     use_bias=False, kernel_init=nnx.initializers.ones, param_dtype=jnp.float32,
-                     rngs=nnx.Rngs(0))
-    out = probe(jnp.ones((1,) + spatial + (1,), jnp.float32))
-    return float(jnp.mean(out)) / math.prod(module.kernel_size)
-
 
 # --- The algebra: Gaussian parts, activation terms, fixed parts -------------------------------------------
 
@@ -227,6 +84,7 @@ _NO_PARAMS: dict = {}
 def _without_params(fn):
     """``fn(x)`` as ``f(x, params)`` (one stable wrapper per function, for the compile caches)."""
     if id(fn) not in _NO_PARAMS:
+
         def f(x, params):
             del params
             return fn(x)
@@ -257,10 +115,11 @@ def uniform(a) -> Optional[float]:
 
 
 class Propagation:
-    """Numbers for the expressions of a :class:`Plan`: per-entry moments, per-layer statistics.
+    """Numbers for the expressions of a plan: per-entry moments, per-layer statistics.
 
-    ``q`` maps each layer call to the second moment of its output (a float, or
-    an array over the batch when ``per_input``). Arithmetic is NumPy float64 on
+    ``plan`` is a :class:`~jaxsig.integrations.flax_plan.Plan`. ``q`` maps each
+    layer call to the second moment of its output (a float, or an array over
+    the batch when ``per_input``). Arithmetic is NumPy float64 on
     the concrete results of :func:`jaxsig.moments` (evaluated in the model's
     dtype): cheap enough to run at every :func:`autoinit` call.
     """
@@ -271,8 +130,16 @@ class Propagation:
         self.modules = snap.modules
         self.per_input = per_input
         self.batch = int(np.shape(x)[0]) if per_input else 1
-        self.fixed = {v: np.asarray(a, np.float64) for v, a in zip(plan.fixed_vars, self.examples(
-            lambda xi: self.graph.evaluate(plan.fixed_vars, values, xi), x))} if plan.fixed_vars else {}
+        self.fixed = (
+            {
+                v: np.asarray(a, np.float64)
+                for v, a in zip(
+                    plan.fixed_vars, self.examples(lambda xi: self.graph.evaluate(plan.fixed_vars, values, xi), x)
+                )
+            }
+            if plan.fixed_vars
+            else {}
+        )
         self.q: dict = {}
         self.memo: dict = {}
         self.cache: dict = {}
@@ -346,8 +213,14 @@ class Propagation:
         sigma, mu = np.broadcast_arrays(np.asarray(sigma, np.float64), np.asarray(mu, np.float64))
         sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, _S0)  # a zero-variance input: read at s0
         leaves = jax.tree_util.tree_leaves(params)
-        key = (id(fn), tuple(np.asarray(p).tobytes() for p in leaves), sigma.tobytes(), mu.tobytes(),
-               sigma.shape, jnp.dtype(dtype).name)
+        key = (
+            id(fn),
+            tuple(np.asarray(p).tobytes() for p in leaves),
+            sigma.tobytes(),
+            mu.tobytes(),
+            sigma.shape,
+            jnp.dtype(dtype).name,
+        )
         if key not in self.cache:
             k = float(np.min(sigma)) / _S0 if sigma.size else 1.0
             r = 1.0
@@ -381,6 +254,7 @@ class Propagation:
         """``y -> r fn(k y)`` with ``(fn params, k, r)`` as parameters (one stable function per ``fn``)."""
         key = ("scaled", id(fn))
         if key not in self.plan.composites:
+
             def f(y, p):
                 return p[2] * fn(p[1] * y, p[0])
 
@@ -415,13 +289,13 @@ class Propagation:
 
     def _canon(self, node, where) -> Canon:
         g = self.graph
-        if isinstance(node, fg.Base):
+        if isinstance(node, fx.Base):
             return Canon(((node.call, 1.0),), (), 0.0, g.calls[node.call].out_shape)
-        if isinstance(node, fg.Fixed):
+        if isinstance(node, fx.Fixed):
             if node.var is not None:
                 return Canon((), (), self.fixed[node.var], node.shape)
             return Canon((), (), np.asarray(node.value, np.float64), ())
-        if isinstance(node, fg.Add):
+        if isinstance(node, fx.Add):
             left, right = self.canon(node.left, where), self.canon(node.right, where)
             s = node.sign
             terms = left.terms + tuple(t._replace(a=s * np.asarray(t.a), c=s * np.asarray(t.c)) for t in right.terms)
@@ -435,30 +309,43 @@ class Propagation:
                         "independent signals only"
                     )
                 seen |= p
-            return Canon(_gauss_merge(left.gauss, right.gauss, s), terms,
-                          np.asarray(left.fixed) + s * np.asarray(right.fixed), node.shape)
-        if isinstance(node, fg.Norm):
+            return Canon(
+                _gauss_merge(left.gauss, right.gauss, s),
+                terms,
+                np.asarray(left.fixed) + s * np.asarray(right.fixed),
+                node.shape,
+            )
+        if isinstance(node, fx.Norm):
             return self._norm(node, where)
-        if isinstance(node, fg.Layout):
+        if isinstance(node, fx.Layout):
             cn = self.canon(node.child, where)
             return self._moved(cn, node.slice, node.shape, where)
-        if isinstance(node, fg.Elementwise):
+        if isinstance(node, fx.Elementwise):
             return self._elementwise(node, where)
         raise TypeError(f"unknown expression {node!r}")  # pragma: no cover
 
     def _moved(self, cn, sl, shape, where, a=1.0, c=0.0) -> Canon:
         """``a * v + c`` after moving entries as ``sl`` does (identity / affine slices, layouts)."""
         old = cn.shape
-        rl = lambda arr: self.relayout(arr, old, shape, where)  # noqa: E731
+
+        def rl(arr):
+            return self.relayout(arr, old, shape, where)
+
         fixed = np.asarray(cn.fixed, np.float64)
         if fixed.ndim == len(sl.in_shape) and fixed.shape[1:] == tuple(sl.in_shape[1:]) and fixed.size > 1:
             fixed = self.apply(sl, fixed)  # exact, however sl moves entries
         else:
             fixed = a * rl(fixed) + c
         gauss = tuple((b, a * rl(co)) for b, co in cn.gauss)
-        terms = tuple(t._replace(a=a * rl(t.a), c=a * rl(t.c), shift=rl(t.shift) if old != shape else t.shift,
-                                 gauss=tuple((b, rl(co)) for b, co in t.gauss))
-                      for t in cn.terms)
+        terms = tuple(
+            t._replace(
+                a=a * rl(t.a),
+                c=a * rl(t.c),
+                shift=rl(t.shift) if old != shape else t.shift,
+                gauss=tuple((b, rl(co)) for b, co in t.gauss),
+            )
+            for t in cn.terms
+        )
         return Canon(gauss, terms, fixed, shape)
 
     def _affine_coefficients(self, sl, where):
@@ -505,8 +392,17 @@ class Propagation:
                     )
                 inner.append(u)
             fn = self.composite(fn, t.fn)
-            term = Term(fn, (params, t.params, inner[0], inner[1]), tuple(t.kinks), f"{sl.name}({t.name})",
-                         t.gauss, t.shift, 1.0, 0.0, jnp.promote_types(sl.dtype, t.dtype))
+            term = Term(
+                fn,
+                (params, t.params, inner[0], inner[1]),
+                tuple(t.kinks),
+                f"{sl.name}({t.name})",
+                t.gauss,
+                t.shift,
+                1.0,
+                0.0,
+                jnp.promote_types(sl.dtype, t.dtype),
+            )
         else:
             raise UnsupportedModelError(
                 f"{where}: {sl.name!r} is applied to a sum of a non-Gaussian signal and another signal (as in "
@@ -516,8 +412,10 @@ class Propagation:
             )
         old = sl.in_shape
         if tuple(old) != tuple(shape):
-            term = term._replace(shift=self.relayout(term.shift, old, shape, where),
-                                 gauss=tuple((b, self.relayout(co, old, shape, where)) for b, co in term.gauss))
+            term = term._replace(
+                shift=self.relayout(term.shift, old, shape, where),
+                gauss=tuple((b, self.relayout(co, old, shape, where)) for b, co in term.gauss),
+            )
         return Canon((), (term,), 0.0, shape)
 
     def function(self, sl):
@@ -525,7 +423,7 @@ class Propagation:
 
         A slice that is one :class:`~jaxsig.flax.NNXActivation` call uses that
         module's jaxsig activation at its current parameters (any shape, exact
-        kinks); any other uses the jaxpr (:attr:`flax_graph.Slice.packed`).
+        kinks); any other uses the jaxpr (:attr:`flax_expr.Slice.packed`).
         """
         if sl.activation is not None:
             act = self.modules[sl.activation].activation
@@ -543,6 +441,7 @@ class Propagation:
         """
         key = (id(outer), id(inner))
         if key not in self.plan.composites:
+
             def fn(x, p):
                 return outer(p[2] * inner(x, p[1]) + p[3], p[0])
 
@@ -559,8 +458,11 @@ class Propagation:
         m = self.expand(self.reduce(mean, cn.shape), nd)
         ms = self.expand(self.reduce(sq, cn.shape), nd)
         var = np.maximum(ms - m * m, 0.0)
-        get = lambda name: (None if getattr(module, name, None) is None  # noqa: E731
-                            else np.asarray(getattr(module, name).get_value(), np.float64))
+
+        def get(name):
+            value = getattr(module, name, None)
+            return None if value is None else np.asarray(value.get_value(), np.float64)
+
         # Per-unit affine parameters; uniform ones (as initialised) as scalars.
         scale, bias = get("scale"), get("bias")
         scale = 1.0 if scale is None else (uniform(scale) if uniform(scale) is not None else scale)
@@ -590,8 +492,15 @@ class Propagation:
         _, sq = self.entry_moments(cn, where)
         q_in = self.reduce(sq, cn.shape)
         sources = [_bases(t.gauss) for t in cn.terms] + ([_bases(cn.gauss)] if cn.gauss else [])
-        out = {"q_in": q_in, "g2sq": np.nan, "link": None, "base": None, "label": "data", "activation": False,
-               "residual": len(sources) > 1 or any(len(s) > 1 for s in sources)}
+        out = {
+            "q_in": q_in,
+            "g2sq": np.nan,
+            "link": None,
+            "base": None,
+            "label": "data",
+            "activation": False,
+            "residual": len(sources) > 1 or any(len(s) > 1 for s in sources),
+        }
         if not cn.gauss and not cn.terms:
             return out
         if len(cn.terms) == 1 and not cn.gauss:
@@ -612,8 +521,17 @@ class Propagation:
                 out["g2sq"] = self.reduce(np.broadcast_to(np.asarray(cb, np.float64) ** 2, np.shape(sq)), cn.shape)
                 scal = [uniform(cb), uniform(cn.fixed)]
                 if all(s is not None for s in scal):
-                    out["link"] = (identity, None, (), "identity", self.graph.calls[b].dtype, scal[0], 0.0, 1.0,
-                                   scal[1])
+                    out["link"] = (
+                        identity,
+                        None,
+                        (),
+                        "identity",
+                        self.graph.calls[b].dtype,
+                        scal[0],
+                        0.0,
+                        1.0,
+                        scal[1],
+                    )
                     out["base"] = b
         else:
             out["label"] = f"sum of {len(sources)} signals"
@@ -623,6 +541,7 @@ class Propagation:
         """``x -> fn(x)^2`` (one stable function per ``fn``, kept in the plan)."""
         key = ("square", id(fn))
         if key not in self.plan.composites:
+
             def sq(x, p):
                 return fn(x, p) ** 2
 
@@ -635,6 +554,7 @@ class Propagation:
         fn, params, kinks, name, dtype, cb, shift, a, c = link
         key = ("link", id(fn))
         if key not in self.plan.composites:
+
             def lfn(x, p):
                 return p[3] * fn(p[1] * x + p[2], p[0]) + p[4]
 
@@ -646,5 +566,4 @@ class Propagation:
         lfn, lsq, _ = self.plan.composites[key]
         lparams = (params, cb, shift, a, c)
         lkinks = tuple((k - shift) / cb for k in kinks) if cb != 0 else ()
-        return (Activation(name, lfn, lparams, lkinks), Activation(name + "^2", lsq, lparams, lkinks), lparams,
-                dtype)
+        return (Activation(name, lfn, lparams, lkinks), Activation(name + "^2", lsq, lparams, lkinks), lparams, dtype)
