@@ -391,9 +391,9 @@ def test_diagnose_reports_the_phase_of_the_fixed_point(sw2, sb2, phase):
 
 def test_diagnose_flax_default_gelu_is_ordered_and_dies_out():
     model = _mlp(
-        lambda h: jax.nn.gelu(h, approximate=False), depth=12, width=128, kernel_init=nnx.initializers.lecun_normal()
+        lambda h: jax.nn.gelu(h, approximate=False), depth=12, width=64, kernel_init=nnx.initializers.lecun_normal()
     )
-    d = jflax.diagnose(model, _x(32))
+    d = jflax.diagnose(model, _x(16))
     assert d.phase == "ordered"
     assert "the signal dies out" in d.verdict and "training to fail" in d.verdict
     # GELU near 0 is h / 2: the variance falls by sW^2 / 4 per layer.
@@ -425,7 +425,7 @@ def test_statistical_variance_after_autoinit_matches_finite_width_error():
     x = load_digits().data
     x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
     x = jnp.asarray(x[::30][:48], F)
-    width, depth, seeds = 512, 16, 6
+    width, depth, seeds = 512, 10, 6
     cases = {
         "tanh critical": (jnp.tanh, dict(mode="critical")),
         "gelu preserve, sb2 = 0.25": (lambda h: jax.nn.gelu(h, approximate=False), dict(sigma_b2=0.25)),
