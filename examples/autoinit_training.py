@@ -309,7 +309,11 @@ def main(argv=None):
         results.append(r)
         partial.write_text(json.dumps(results) + "\n")  # survives an interrupted run (--resume)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    text = tables(results, args) + f" Runtime {wall:.0f} s wall, {cpu:.0f} s CPU.\n"
+    resumed = sum(key in done for key in plan)
+    text = tables(results, args) + f" Runtime {wall:.0f} s wall, {cpu:.0f} s CPU"
+    text += (
+        f" for this invocation; {resumed} of {len(plan)} rows resumed from an interrupted run.\n" if resumed else ".\n"
+    )
     print("\n" + text)
     out.with_suffix(".md").write_text(text)
     out.with_suffix(".json").write_text(
