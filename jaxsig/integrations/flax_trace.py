@@ -62,7 +62,7 @@ TAP.def_abstract_eval(lambda aval, *, index, role: aval)
 
 
 def _tap_batch(args, dims, *, index, role):
-    # Under nnx.vmap the marked layer has stacked weights; ModelGraph refuses it by its kernel shape.
+    # Under nnx.vmap the marked layer has stacked weights; flax_plan.plan refuses it by its kernel shape.
     return TAP.bind(args[0], index=index, role=role), dims[0]
 
 
