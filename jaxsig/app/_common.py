@@ -22,7 +22,7 @@ import numpy as np
 
 import jaxsig
 from jaxsig.core import activations as _activations
-from jaxsig.core._format import format_number
+from jaxsig.core._format import format_number, render_table
 from jaxsig.theory import taxonomy
 
 DEFAULT_ACTIVATIONS = _activations.PAPER + ("elu", "selu", "softplus", "gelu_tanh", "erf", "x^2")
@@ -306,29 +306,7 @@ def fmt(v, digits: int = NUMERIC_DIGITS) -> str:
     return format_number(v, digits)
 
 
-def render(header: Sequence[str], rows: Sequence[Sequence[str]], fmt: str, align: str = "") -> str:
-    """A table as aligned text or Markdown; ``align[i] == 'l'`` left-aligns column i."""
-    align = align.ljust(len(header), "r")
-    if fmt == "markdown":
-
-        def esc(s):
-            return str(s).replace("|", "\\|")
-
-        lines = [
-            "| " + " | ".join(esc(h) for h in header) + " |",
-            "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|",
-        ]
-        lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
-
-    def pad(s, i):
-        return str(s).ljust(widths[i]) if align[i] == "l" else str(s).rjust(widths[i])
-
-    lines = ["  ".join(pad(h, i) for i, h in enumerate(header)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(pad(c, i) for i, c in enumerate(row)).rstrip() for row in rows]
-    return "\n".join(lines)
+render = render_table  # the one table renderer, shared with the integrations
 
 
 def signature_rows(names, sigs: jaxsig.Signature):

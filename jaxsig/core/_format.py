@@ -1,4 +1,4 @@
-"""Numbers for people and for JSON: one formatter and one encoder for every wing.
+"""Numbers for people and for JSON: one formatter, one table renderer and one encoder for every wing.
 
 JSON has no infinities or NaN. jaxsig writes ``inf`` and ``-inf`` as the strings
 ``"inf"`` and ``"-inf"`` (a divergent component is a result, not an error) and
@@ -8,23 +8,25 @@ NaN as ``null`` (no value); :func:`from_json_number` reads both back.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["format_number", "json_number", "from_json_number", "to_json"]
+__all__ = ["format_number", "json_number", "from_json_number", "to_json", "render_table"]
 
 
-def format_number(v, digits: int = 4) -> str:
+def format_number(v, digits: int = 4, *, nan: str = "undefined", zero_below: float = 1e-12) -> str:
     """A number for people: ``digits`` significant digits, ``inf``/``-inf``,
-    NaN as ``undefined``, and ``|v| < 1e-12`` as ``0`` (rounding noise of
-    quantities that vanish, such as ``m1`` of an odd activation)."""
+    NaN as ``nan`` (``undefined``), and ``|v| < zero_below`` as ``0`` (rounding
+    noise of quantities that vanish, such as ``m1`` of an odd activation; pass
+    ``zero_below=0`` where tiny values are results, such as the variance of a
+    dying network)."""
     v = float(v)
     if math.isnan(v):
-        return "undefined"
+        return nan
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
-    if abs(v) < 1e-12:
+    if abs(v) < zero_below:
         return "0"
     return f"{v:.{digits}g}"
 
@@ -62,3 +64,28 @@ def to_json(tree) -> Any:
     if isinstance(tree, np.ndarray) or hasattr(tree, "__array__"):
         return to_json(np.asarray(tree).tolist())
     return tree
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "text", align: str = "") -> str:
+    """A table as aligned text or Markdown; ``align[i] == 'l'`` left-aligns column i."""
+    align = align.ljust(len(header), "r")
+    if fmt == "markdown":
+
+        def esc(s):
+            return str(s).replace("|", "\\|")
+
+        lines = [
+            "| " + " | ".join(esc(h) for h in header) + " |",
+            "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|",
+        ]
+        lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
+
+    def pad(s, i):
+        return str(s).ljust(widths[i]) if align[i] == "l" else str(s).rjust(widths[i])
+
+    lines = ["  ".join(pad(h, i) for i, h in enumerate(header)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(pad(c, i) for i, c in enumerate(row)).rstrip() for row in rows]
+    return "\n".join(lines)

@@ -54,6 +54,9 @@ except ImportError as e:  # pragma: no cover - exercised only without Flax
 
 from jaxsig.core import activations as _activations
 from jaxsig.designing import targets as _targets
+from jaxsig.integrations.flax_diagnose import Diagnosis, LayerDiagnosis, diagnose, plot_diagnosis
+from jaxsig.integrations.flax_init import AutoInitReport, LayerInit, autoinit
+from jaxsig.integrations.flax_trace import UnsupportedModelError
 from jaxsig.theory import meanfield as _dynamics
 
 __all__ = [
@@ -65,6 +68,14 @@ __all__ = [
     "init_variances",
     "variance_preserving_init",
     "critical_init",
+    "autoinit",
+    "diagnose",
+    "plot_diagnosis",
+    "AutoInitReport",
+    "LayerInit",
+    "Diagnosis",
+    "LayerDiagnosis",
+    "UnsupportedModelError",
 ]
 
 
