@@ -45,6 +45,8 @@ from jaxsig.core.signature import (
 from jaxsig.designing.families import Family
 from jaxsig.designing.search import DesignResult, design
 from jaxsig.designing.targets import Targets, parse_targets
+from jaxsig.theory.deep_kernels import MLPKernels, mlp_kernels, mlp_kernels_by_depth
+from jaxsig.theory.hermite import HermiteCoefficients, hermite_coefficients
 from jaxsig.theory.taxonomy import Classification, ReportCard, classify, report_card
 
 __all__ = [
@@ -79,6 +81,12 @@ __all__ = [
     "ReportCard",
     "classify",
     "report_card",
+    # kernels and expansions
+    "HermiteCoefficients",
+    "hermite_coefficients",
+    "MLPKernels",
+    "mlp_kernels",
+    "mlp_kernels_by_depth",
     # design
     "Family",
     "Targets",

@@ -146,8 +146,9 @@ def _exp_family(x, p):
 
 
 def test_non_finite_rows_raise_or_are_flagged():
-    # exp(p x) overflows on the grid (|x| <= 512) once |p| > ~1.4.
-    params = np.array([0.5, 3.0, 0.2])
+    # exp(p x) overflows where the Gaussian weight is still positive (|x| < 38 at
+    # sigma = 1, where the density underflows to 0) once p > 709 / 38 / 4 (phi'^4).
+    params = np.array([0.5, 30.0, 0.2])
     with pytest.raises(ValueError, match="first at row 1"):
         moments_batch(_exp_family, params, 1.0)
     m = moments_batch(_exp_family, params, 1.0, check_finite=False)
@@ -155,6 +156,8 @@ def test_non_finite_rows_raise_or_are_flagged():
     assert np.isnan(np.asarray(m.m1)[1])
     # Lognormal mean for the finite rows: E[exp(p Z)] = exp(p^2 / 2).
     np.testing.assert_allclose(np.asarray(m.m1)[[0, 2]], np.exp(params[[0, 2]] ** 2 / 2), rtol=1e-13)
+    # Overflow only where the density is exactly 0 does not count: E[exp(3 Z)] = e^4.5.
+    np.testing.assert_allclose(np.asarray(moments_batch(_exp_family, np.array([3.0]), 1.0).m1), np.exp(4.5), rtol=1e-12)
 
 
 _MULTI_DEVICE = textwrap.dedent(
@@ -221,7 +224,11 @@ def test_sharded_over_four_host_devices_matches_one_device():
     assert out["shape"] == [10, 3]
     assert out["finite"]
     for name in jaxsig.FIELDS:
-        assert out[name] <= 4 * EPS, (name, out[name])
+        # One vmap over 10 rows against chunks of 2 rows per device: XLA blocks the
+        # batched products of the Gaussian sums (two half-line products, so that odd
+        # integrands cancel exactly) differently. Measured up to 10 ulps; equal chunk
+        # shapes stay bitwise equal (moments_bitwise below).
+        assert out[name] <= 16 * EPS, (name, out[name])
     assert out["moments_bitwise"]
     assert out["traced"] <= 4 * EPS and out["traced_devices"] == 4
     # Independent of jaxsig: x sigmoid(beta x) = swish(beta x) / beta, so with

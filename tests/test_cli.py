@@ -361,3 +361,48 @@ def test_python_m_jaxsig_error_has_no_traceback():
     assert proc.stdout == ""
     assert proc.stderr.startswith("jaxsig: error: unknown activation 'nosuch'")
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_interrupted_report_leaves_nothing_half_written(capsys, tmp_path, monkeypatch, existing):
+    # Ctrl-C after the first activation's signature, before any file is complete.
+    out_dir = tmp_path / "r"
+    if existing:
+        out_dir.mkdir()
+        (out_dir / "report.md").write_text("previous run\n")
+    from jaxsig.theory import taxonomy
+
+    calls = {"n": 0}
+    real = taxonomy.classify
+
+    def interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(taxonomy, "classify", interrupt)
+    code, _, err = run(
+        capsys, "report", "-a", "relu,tanh", "--out", str(out_dir), "--no-figures", "--quiet", "--sigma-num", "4"
+    )
+    assert code == 130 and "interrupted" in err
+    if existing:
+        assert [p.name for p in out_dir.iterdir()] == ["report.md"]
+        assert (out_dir / "report.md").read_text() == "previous run\n"
+    else:
+        assert not out_dir.exists()
+    assert [p.name for p in tmp_path.iterdir()] == (["r"] if existing else [])  # no staging folder left
+
+
+def test_report_replaces_files_of_an_existing_folder(capsys, tmp_path):
+    out_dir = tmp_path / "r"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("mine\n")
+    (out_dir / "report.md").write_text("old\n")
+    code, _, err = run(
+        capsys, "report", "-a", "relu", "--out", str(out_dir), "--no-figures", "--quiet", "--sigma-num", "4"
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["notes.txt", "report.md", "signature.csv", "signature.json"]
+    assert (out_dir / "notes.txt").read_text() == "mine\n"
+    assert (out_dir / "report.md").read_text().startswith("# Integral signatures")

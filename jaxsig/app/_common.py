@@ -298,7 +298,6 @@ def stack_rows(rows):
     return jax.tree_util.tree_map(lambda *fields: np.stack(fields), *rows)
 
 
-@contextlib.contextmanager
 # --- Formatting ------------------------------------------------------------------------------
 
 

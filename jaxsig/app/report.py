@@ -131,7 +131,10 @@ def cmd_report(args) -> int:
 
 
 def _run_report(args, acts, figures, out: Path) -> int:
-    """Compute, print and write the report into the staging folder ``out``."""
+    """Compute, print and write the report into the staging folder ``out``.
+
+    (Long by design: the report's steps in order, each one call, with the
+    progress line between them.)"""
     grid = np.geomspace(args.sigma_min, args.sigma_max, args.sigma_num)
     # The card's sigma rides along as one more grid entry: one compiled call per activation.
     sigma = np.append(grid, args.sigma)

@@ -17,7 +17,7 @@ __all__ = ["progress"]
 
 
 @contextlib.contextmanager
-def progress(total: int, enabled: bool, desc: str, *, unit: str = "step") -> Iterator[Callable[..., None]]:
+def progress(total: int, enabled: bool, desc: str) -> Iterator[Callable[..., None]]:
     """Report progress over ``total`` units.
 
     Yields ``advance(label: str = "", n: int = 1)``, to be called after each
@@ -55,6 +55,6 @@ def progress(total: int, enabled: bool, desc: str, *, unit: str = "step") -> Ite
         nonlocal done
         done += n
         what = f" {label}" if label else ""
-        print(f"{desc}: [{done}/{total} {unit}s]{what} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+        print(f"{desc}: [{done}/{total}]{what} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
 
     yield advance

@@ -394,23 +394,37 @@ def family(name: str, **config) -> Activation:
         raise TypeError(f"family {key!r} does not take options {sorted(config)}: {e}") from None
 
 
-def resolve(name: str) -> Activation:
-    """The one name resolver of jaxsig: a registered activation (or its alias)
-    if there is one, else a registered family (or its alias) at its default
-    parameters. Every entry point that takes a name uses it: ``"selu"`` is the
-    SELU activation everywhere, ``"scaled_elu"`` its family, ``"rational"`` the
-    Padé family.
+def resolve(name: str, *, prefer: str = "activation") -> Activation:
+    """The one name resolver of jaxsig: a registered activation or a registered
+    family (at its default parameters), by name or alias.
+
+    Both registries are consulted, the ``prefer``-red one first, so a name in
+    only one of them resolves the same way everywhere. Three names are in both,
+    the family being the activation's generalisation: ``"swish_beta"`` (the
+    activation ``x sigmoid(beta x)``; the family adds ``scale`` and ``shift``),
+    ``"elu"`` and ``"selu"`` (family aliases of ``"scaled_elu"``). Entry points
+    that measure or use an activation (``signature``, the mean-field theory,
+    kernels, Flax modules, the CLI's ``-a``) prefer activations; :func:`jaxsig.design`,
+    which needs parameters to search, prefers families.
+
+    Args:
+      name: the name (case-insensitive; ``-`` and ``_`` are the same).
+      prefer: ``"activation"`` or ``"family"``.
 
     Raises:
-      KeyError: the name is neither, with the closest matches and both lists.
+      KeyError: the name is in neither registry, with the closest matches and both lists.
     """
     if not isinstance(name, str):
         raise TypeError(f"activation name must be a string, got {type(name).__name__}")
+    if prefer not in ("activation", "family"):
+        raise ValueError(f"prefer must be 'activation' or 'family', got {prefer!r}")
     key = _key(name)
-    if _ALIASES.get(key, key) in _REGISTRY:
-        return get(name)
-    if _FAMILY_ALIASES.get(key, key) in _FAMILIES:
+    is_act = _ALIASES.get(key, key) in _REGISTRY
+    is_fam = _FAMILY_ALIASES.get(key, key) in _FAMILIES
+    if is_fam and (prefer == "family" or not is_act):
         return family(name)
+    if is_act:
+        return get(name)
     hint = _did_you_mean(name, [*_REGISTRY, *_ALIASES, *_FAMILIES, *_FAMILY_ALIASES])
     raise KeyError(
         f"unknown activation {name!r}: not a registered activation nor a family.{hint} "

@@ -317,7 +317,7 @@ def _batch(kind, phi, params, sigma, mu, rule, chunk_size, mesh, progress, check
     rows = NamedSharding(mesh, P(mesh.axis_names))
 
     pieces, pending = [], None
-    with _progress.progress(size, progress, f"jaxsig.{kind}_batch", unit="row") as advance:
+    with _progress.progress(size, progress, f"jaxsig.{kind}_batch") as advance:
         for j in range(n_steps):
             part = jax.tree_util.tree_map(lambda a, j=j: _put(a[j * step : (j + 1) * step], rows), host)
             out = _sharded(part, sigma_d, mu_d, **static)

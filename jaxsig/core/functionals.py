@@ -33,6 +33,9 @@ from jaxsig.core._numerics import dot as _dot
 from jaxsig.core._numerics import eps as _eps
 
 __all__ = [
+    "undeclared_kinks",
+    "Singularities",
+    "singularities",
     "Slopes",
     "slopes",
     "growth_class",
@@ -60,8 +63,16 @@ class Slopes(NamedTuple):
 
 def slopes(line, x, f0, dtype) -> Slopes:
     """Slopes ``alpha_+- = lim phi(x)/x`` and intercepts ``beta_+- = lim (phi(x) - alpha_+- x)``
-    as ``x -> +-inf``, from the dyadic ladders (a difference quotient of ``phi``
-    on ``2**k``, and ``phi - alpha x`` on rungs where that has no cancellation).
+    as ``x -> +-inf``, from the dyadic ladders ``x_k = +-2**k``.
+
+    * ``alpha`` is the limit of the difference quotient
+      ``(phi(x_{k+1}) - phi(x_k)) / (x_{k+1} - x_k)``; a rung where ``phi``
+      overflowed to ``+-inf`` makes it ``+-inf`` (``exp``: superlinear).
+    * ``beta`` is the limit of ``phi(x_k) - alpha x_k`` on the rungs where that
+      has no catastrophic cancellation (``k <= 32`` in float64); where ``alpha``
+      is exactly ``0`` (bounded and sublinear ``phi``) it is the limit of ``phi``
+      itself along the whole ladder, so slowly damped tails (``sin(x)/x``) reach
+      ``2**-48``.
 
     Both sides at once: row 0 is ``x = +2**k``, row 1 is ``x = -2**k``.
     """
@@ -72,7 +83,7 @@ def slopes(line, x, f0, dtype) -> Slopes:
     idx = np.stack([line.pos, line.neg])
     xs, fs = x[idx], f0[idx]
     dx = xs[:, 1:] - xs[:, :-1]
-    slope = (fs[:, 1:] - fs[:, :-1]) / dx
+    slope = jnp.where(jnp.isinf(fs[:, 1:]), fs[:, 1:] * jnp.sign(dx), (fs[:, 1:] - fs[:, :-1]) / dx)
     noise = eps * (jnp.abs(fs[:, 1:]) + jnp.abs(fs[:, :-1])) / jnp.abs(dx)
     alpha_lim = limits.ladder_limit(slope, noise, rtol=1e3 * eps)
     alpha, alpha_status = alpha_lim.value, alpha_lim.status
@@ -86,10 +97,13 @@ def slopes(line, x, f0, dtype) -> Slopes:
     r = fs[:, :k_beta] - a_fin * xs[:, :k_beta]
     rnoise = eps * (jnp.abs(fs[:, :k_beta]) + jnp.abs(a_fin * xs[:, :k_beta]))
     beta_lim = limits.ladder_limit(r, rnoise, rtol=64 * eps)
+    level = limits.ladder_limit(fs, eps * jnp.abs(fs), rtol=64 * eps)
+    beta_value = jnp.where(zero, level.value, beta_lim.value)
+    beta_stat = jnp.where(zero, level.status, beta_lim.status)
     # With an infinite slope the intercept is the limit of phi itself.
     beta_inf = jnp.where(jnp.isnan(alpha), jnp.nan, jnp.sign(fs[:, -1]) * jnp.inf)
-    beta = jnp.where(jnp.isfinite(alpha), beta_lim.value, beta_inf)
-    beta_status = jnp.where(jnp.isfinite(alpha), beta_lim.status, alpha_status)
+    beta = jnp.where(jnp.isfinite(alpha), beta_value, beta_inf)
+    beta_status = jnp.where(jnp.isfinite(alpha), beta_stat, alpha_status)
     return Slopes(alpha[0], alpha[1], beta[0], beta[1], alpha_status, beta_status)
 
 
@@ -202,7 +216,11 @@ def _polish_extrema(f, x, h, t, turn, peak):
 def extrema_of_slope(f, line, x, f1, f2):
     """Per interval of the line: the extremum of ``phi'`` inside it where
     ``phi''`` changes sign (Hermite estimate, then Newton-polished), else
-    ``phi'`` at the interval's left end. Intervals containing a kink are skipped."""
+    ``phi'`` at the interval's left end. Intervals containing a kink are skipped.
+
+    Returns ``(peak, capped)``: ``capped`` is true when there were more turning
+    intervals than the :data:`N_EXTREMA` polished slots (the rest keep the
+    ``O(h^4)`` Hermite estimate: ``tv`` is then ``APPROXIMATE``)."""
     ok = jnp.isfinite(f1) & jnp.isfinite(f2)
     f1 = jnp.where(ok, f1, 0.0)
     f2 = jnp.where(ok, f2, 0.0)
@@ -210,7 +228,8 @@ def extrema_of_slope(f, line, x, f1, f2):
     fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
     turn = (da * db < 0) & ~jnp.asarray(line.split)
     peak, t = _hermite_extremum(h, fa, fb, da, db)
-    return _polish_extrema(f, x, h, t, turn, jnp.where(turn, peak, fa))
+    capped = jnp.sum(turn) > N_EXTREMA
+    return _polish_extrema(f, x, h, t, turn, jnp.where(turn, peak, fa)), capped
 
 
 def total_variation(line, x, f1, f2, peak, dtype):
@@ -344,7 +363,8 @@ def _abs_integral_with_crossings(g, line, dtype):
     w = jnp.asarray(line.w, dtype)[line.panels]
     naive = jnp.sum(w * jnp.abs(G), axis=1)
     correction = jnp.where(pi < G.shape[0], half[sel] * exact - naive[sel], 0.0)
-    return jnp.abs(g) * jnp.asarray(line.w, dtype), correction, sel
+    capped = jnp.sum(jnp.any(change, axis=1)) > N_CROSSING_PANELS
+    return jnp.abs(g) * jnp.asarray(line.w, dtype), correction, sel, capped
 
 
 def tail_compensation(line, x, f0, slopes, dtype):
@@ -366,7 +386,7 @@ def tail_compensation(line, x, f0, slopes, dtype):
     noise = 2 * eps * (jnp.abs(f0) + jnp.abs(beta)) + 8 * eps * jnp.abs(alpha * x)
     g = jnp.where((jnp.abs(g) <= noise) | ~jnp.isfinite(g), 0.0, g)
     w = jnp.asarray(line.w, dtype)
-    abs_w, correction, panel = _abs_integral_with_crossings(g, line, dtype)
+    abs_w, correction, panel, capped = _abs_integral_with_crossings(g, line, dtype)
     # Cumulative integrals over 0 < +-x <= 2**k, k = 0..log2(x_max): one static
     # mask row per (side, k), the right side first; crossing corrections are
     # booked at their panel's midpoint.
@@ -397,4 +417,103 @@ def tail_compensation(line, x, f0, slopes, dtype):
     side = jnp.stack([ok_p, ok_m])
     asym = limits.worst(slopes.alpha_status, slopes.beta_status)
     status = jnp.max(jnp.where(side, c_lim.status, asym))
+    status = jnp.where(capped & (status < limits.APPROXIMATE), limits.APPROXIMATE, status)
     return c_p + c_m, b_p + b_m, b_p, b_m, status
+
+
+class Singularities(NamedTuple):
+    """What the ladders toward each kink say about the Gaussian moments.
+
+    ``|phi(x)| ~ |x - b|^-p0`` and ``|phi'(x)| ~ |x - b|^-p1`` as ``x -> b`` on
+    either side (exponents measured on the last rungs ``b +- 2**-k``, ``k <= 40``);
+    ``E[|phi(X)|^q]`` diverges exactly when ``q p0 >= 1`` (and likewise for
+    ``phi'``), because the Gaussian density is positive and smooth at ``b``.
+
+    Attributes:
+      m1, m2, g1, g2, g4: the component diverges (``E|phi|``, ``E phi^2``,
+        ``E|phi'|``, ``E phi'^2``, ``E phi'^4``).
+      m1_sign, g1_sign: ``+-1`` where every divergent side has that sign, else
+        ``0`` (opposite signs: the integral is undefined).
+      integrable: ``phi'`` is singular at a kink but ``E|phi'|^q`` converges for
+        the moments computed: the quadrature is then only accurate to a few
+        digits (a Gauss–Legendre panel next to a power singularity).
+    """
+
+    m1: jax.Array
+    m2: jax.Array
+    g1: jax.Array
+    g2: jax.Array
+    g4: jax.Array
+    m1_sign: jax.Array
+    g1_sign: jax.Array
+    integrable: jax.Array
+
+
+def _growth_exponent(seq):
+    """Steady exponent ``p`` of ``|seq_k| ~ 2**(k p)`` over the last four rungs
+    (``0`` if the growth is not steady or not positive; ``inf`` on overflow)."""
+    a = jnp.abs(seq[..., -4:])
+    overflow = jnp.any(~jnp.isfinite(a), axis=-1)
+    a = jnp.where(jnp.isfinite(a) & (a > 0), a, 1.0)
+    p = jnp.log2(a[..., 1:] / a[..., :-1])
+    steady = (jnp.min(p, axis=-1) > 0.05) & (jnp.max(p, axis=-1) - jnp.min(p, axis=-1) < 0.05)
+    return jnp.where(overflow, jnp.inf, jnp.where(steady, jnp.mean(p, axis=-1), 0.0))
+
+
+def singularities(v0, v1) -> Singularities:
+    """Power singularities of ``phi`` and ``phi'`` at the kinks (and at 0), from
+    their values ``v0``, ``v1`` on the ladders ``b +- 2**-k`` of the line
+    (``line.inner``: shape ``(n_kinks, 2, k)``); see :class:`Singularities`."""
+    p0, p1 = _growth_exponent(v0), _growth_exponent(v1)  # (n_kinks, 2)
+    tol = 0.02  # exponents are measured to ~1e-3; 1/|x| must count as divergent
+
+    def diverges(p, q):
+        return q * p >= 1.0 - tol
+
+    def side_sign(v, div):
+        s = jnp.sign(v[..., -1])
+        pos = jnp.all(jnp.where(div, s > 0, True))
+        neg = jnp.all(jnp.where(div, s < 0, True))
+        return jnp.where(pos, 1.0, jnp.where(neg, -1.0, 0.0))
+
+    d_m1, d_g1 = diverges(p0, 1.0), diverges(p1, 1.0)
+    return Singularities(
+        m1=jnp.any(d_m1),
+        m2=jnp.any(diverges(p0, 2.0)),
+        g1=jnp.any(d_g1),
+        g2=jnp.any(diverges(p1, 2.0)),
+        g4=jnp.any(diverges(p1, 4.0)),
+        m1_sign=side_sign(v0, d_m1),
+        g1_sign=side_sign(v1, d_g1),
+        integrable=jnp.any((p1 > 0.05) & ~diverges(p1, 4.0)) | jnp.any((p1 > 0.05) & ~diverges(p1, 1.0)),
+    )
+
+
+def undeclared_kinks(line, x, f1, f2, dtype):
+    """Intervals of the line where ``phi'`` jumps although no kink is declared there.
+
+    Over an interval of width ``h`` a continuous ``phi'`` changes by
+    ``|int phi''| <= h max |phi''|``; a jump does not shrink with ``h``. An
+    interval inside the grid (``|x| <= x_max``) is flagged when
+    ``|phi'(b) - phi'(a)| > 8 h max(|phi''(a)|, |phi''(b)|) + 64 eps (|phi'(a)| + |phi'(b)|)``
+    and ``|phi'(b) - phi'(a)| > 1e-6 (1 + |phi'(a)| + |phi'(b)|)`` (a visible jump).
+    Declared kinks (and 0) are excluded. A feature narrower than the node spacing
+    with a large ``phi'''`` can be flagged too: the warning then costs nothing.
+
+    Returns:
+      ``(count, where)``: the number of flagged intervals and the midpoint of the
+      first one (``NaN`` if none).
+    """
+    eps = _eps(dtype)
+    h = x[1:] - x[:-1]
+    fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
+    ok = jnp.isfinite(fa) & jnp.isfinite(fb) & jnp.isfinite(da) & jnp.isfinite(db)
+    step = jnp.abs(fb - fa)
+    smooth_bound = 8.0 * h * jnp.maximum(jnp.abs(da), jnp.abs(db)) + 64 * eps * (jnp.abs(fa) + jnp.abs(fb))
+    inside = np.zeros(h.shape, bool)
+    inside[line.body.start : line.body.stop - 1] = True
+    flagged = ok & inside & ~jnp.asarray(line.split) & (step > smooth_bound)
+    flagged = flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))
+    first = jnp.argmax(flagged)
+    where = jnp.where(jnp.any(flagged), 0.5 * (x[first] + x[first + 1]), jnp.nan)
+    return jnp.sum(flagged), where

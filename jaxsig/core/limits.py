@@ -3,7 +3,7 @@
 Slopes, intercepts, the tails of ``TV(phi')`` and of ``C(phi)`` are all limits
 of a sequence ``a_k`` sampled on a geometric ladder (``x_k = 2**k`` outward, or
 ``b +- 2**-k`` toward a kink). :func:`ladder_limit` decides, with static shapes
-and no Python branching on values, which of four cases holds:
+and no Python branching on values, which of five cases holds:
 
 1. **converged**: the last differences ``|a_k - a_{k-1}|`` are within the
    rounding noise of the sequence (or ``rtol`` of its scale). The limit is the
@@ -16,7 +16,9 @@ and no Python branching on values, which of four cases holds:
    ratio shrinks.
 3. **divergent**: the last ``4`` differences share a sign and do not shrink
    (``r >= r_max``): ``log x``, ``x^p`` and faster. The limit is ``+-inf``.
-4. **no limit**: anything else (bounded oscillation such as ``sin x``). The
+4. **damped**: increments of both signs with a shrinking envelope
+   (``sin(x)/x``): the limit is the centre of the last swing.
+5. **no limit**: anything else (bounded oscillation such as ``sin x``). The
    limit is ``NaN``, unless ``monotone=True`` (a cumulative sum of non-negative
    terms), where irregular non-shrinking increments mean ``+inf``.
 """
@@ -43,6 +45,9 @@ __all__ = [
     "DIVERGENT",
     "NO_LIMIT",
     "NON_FINITE",
+    "DAMPED",
+    "APPROXIMATE",
+    "INVALID",
 ]
 
 
@@ -58,13 +63,26 @@ class Status(enum.IntEnum):
     #: The remainder was extrapolated from a steady geometric ratio (power-law
     #: or faster corrections); accurate to the ratio's steadiness.
     GEOMETRIC = 1
+    #: The sequence converges through an oscillation whose amplitude shrinks
+    #: (``sin(x)/x``); the value is the centre of its last swing, accurate to
+    #: about that swing's half-width.
+    DAMPED = 2
+    #: Computed past a static resource of the rule (more extrema or asymptote
+    #: crossings than the compiled slots, an integrable singularity of ``phi'``,
+    #: a density the grid does not resolve): finite, but to a few digits fewer.
+    #: Eager calls also warn, with the reason.
+    APPROXIMATE = 3
     #: The limit or the integral diverges; the value is ``+-inf``.
-    DIVERGENT = 2
-    #: The sequence oscillates without settling: no limit exists; the value is
-    #: ``NaN`` (slopes, intercepts) or ``inf`` (``c``, which needs them).
-    NO_LIMIT = 3
+    DIVERGENT = 4
+    #: No limit exists: the sequence oscillates without settling, or (a Gaussian
+    #: moment) it diverges to ``+inf`` on one side and ``-inf`` on the other; the
+    #: value is ``NaN`` (slopes, intercepts, such moments) or ``inf`` (``c``).
+    NO_LIMIT = 5
     #: ``phi`` or ``phi'`` was not finite where it was evaluated; the value is ``NaN``.
-    NON_FINITE = 4
+    NON_FINITE = 6
+    #: An input was out of range under ``jit`` (``sigma <= 0`` or not finite,
+    #: ``mu`` not finite), where no error can be raised; the value is ``NaN``.
+    INVALID = 7
 
     @property
     def message(self) -> str:
@@ -75,12 +93,15 @@ class Status(enum.IntEnum):
 _MESSAGES = {
     Status.CONVERGED: "converged to rounding",
     Status.GEOMETRIC: "extrapolated from a geometric tail (power-law or faster corrections)",
+    Status.DAMPED: "converges through a damped oscillation; accurate to the last swing's half-width",
+    Status.APPROXIMATE: "computed beyond a static resource of the rule (see the warning); a few digits fewer",
     Status.DIVERGENT: "diverges: the value is infinite",
-    Status.NO_LIMIT: "has no limit (bounded or growing oscillation)",
+    Status.NO_LIMIT: "has no limit or is undefined (an oscillation, or divergences of opposite signs)",
     Status.NON_FINITE: "phi or phi' was not finite at an evaluation point",
+    Status.INVALID: "an input was out of range (sigma <= 0 or not finite, or mu not finite)",
 }
 
-CONVERGED, GEOMETRIC, DIVERGENT, NO_LIMIT, NON_FINITE = (int(s) for s in Status)
+CONVERGED, GEOMETRIC, DAMPED, APPROXIMATE, DIVERGENT, NO_LIMIT, NON_FINITE, INVALID = (int(s) for s in Status)
 
 
 def worst(*statuses):
@@ -177,12 +198,30 @@ def ladder_limit(a, noise, *, rtol, monotone: bool = False, window: int = 3) -> 
         growing = ~converged & ~geometric
     diverged_value = jnp.where(d[..., -1] >= 0, jnp.inf, -jnp.inf).astype(a.dtype)
 
+    # Damped oscillation (sin(x)/x on the ladder): increments of both signs whose
+    # envelope fell at least fourfold over the last two windows of four rungs.
+    # The limit is the centre of the last window's range. Monotone sums (c) do
+    # not oscillate, so the case does not apply to them.
+    damped = jnp.zeros_like(converged)
+    centre = a[..., -1]
+    if d.shape[-1] >= 8 and not monotone:
+        last, before = jnp.abs(ds[..., -4:]), jnp.abs(ds[..., -8:-4])
+        signs = jnp.sign(ds[..., -8:])
+        mixed = jnp.any(signs > 0, axis=-1) & jnp.any(signs < 0, axis=-1)
+        damped = mixed & (jnp.max(last, axis=-1) <= 0.25 * jnp.max(before, axis=-1))
+        tail_a = a[..., -5:]
+        centre = 0.5 * (jnp.max(tail_a, axis=-1) + jnp.min(tail_a, axis=-1))
+    damped = damped & ~converged & ~geometric & ~growing
     value = jnp.where(
         converged,
         at_best,
-        jnp.where(geometric, extrapolated, jnp.where(growing, diverged_value, jnp.nan)),
+        jnp.where(geometric, extrapolated, jnp.where(growing, diverged_value, jnp.where(damped, centre, jnp.nan))),
     )
-    status = jnp.where(converged, CONVERGED, jnp.where(geometric, GEOMETRIC, jnp.where(growing, DIVERGENT, NO_LIMIT)))
+    status = jnp.where(
+        converged,
+        CONVERGED,
+        jnp.where(geometric, GEOMETRIC, jnp.where(growing, DIVERGENT, jnp.where(damped, DAMPED, NO_LIMIT))),
+    )
     overflow_sign = blown[..., -1]
     value = jnp.where(finite, value, jnp.where(overflow_sign != 0, overflow_sign * jnp.inf, jnp.nan))
     status = jnp.where(finite, status, jnp.where(overflow_sign != 0, DIVERGENT, NO_LIMIT))

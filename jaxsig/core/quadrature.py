@@ -102,6 +102,14 @@ class Composite:
             raise ValueError(f"x_max must be a power of two >= 8, got {self.x_max=}")
         if self.mu_max < 0:
             raise ValueError(f"mu_max must be non-negative, got {self.mu_max=}")
+        uniform_panels = 2.0 * (self.mu_max + 8.0 * self.sigma_min) / (self.panel_sigmas * self.sigma_min)
+        if uniform_panels > 1e5:
+            raise ValueError(
+                f"a grid with sigma_min={self.sigma_min:g} and mu_max={self.mu_max:g} would need "
+                f"{uniform_panels:.3g} uniform panels ({uniform_panels * self.order:.3g} nodes). For a narrow "
+                "density away from 0, shift the activation instead (phi(x + mu) at mu = 0, where the grid is "
+                "refined toward 0), or reduce mu_max."
+            )
         object.__setattr__(self, "kinks", _normal_kinks(self.kinks))
 
     @property

@@ -34,6 +34,7 @@ whose limit does not exist (``x sin x``) is ``NaN``; ``c`` is then ``inf``.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from typing import Any, NamedTuple, Optional
 
@@ -236,10 +237,12 @@ def signature_with_aux(
       >>> float(aux.beta_plus), int(aux.growth)
       (1.0, 0)
     """
-    act, rule, sigma, mu = _inputs(phi, params, sigma, mu, rule)
+    act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
     samples = _sample(act, rule, sigma, mu)
     sig, aux = _assemble(rule, sigma, mu, samples)
     _check_finite(act, rule, aux.finite, sigma.dtype)
+    found = _warn_undeclared_kinks(act, samples)
+    _warn_approximate(act, aux.status, skip_gaussian=found)
     return sig, aux
 
 
@@ -261,7 +264,7 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
       >>> round(float(jaxsig.moments("relu", 2.0).m2), 12)
       2.0
     """
-    act, rule, sigma, mu = _inputs(phi, params, sigma, mu, rule)
+    act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
     out = _moments(act, rule, sigma, mu)
     _check_finite(act, rule, out.finite, sigma.dtype)
     return out
@@ -270,9 +273,11 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
 # --- Input preparation and checks --------------------------------------------
 
 
-def _inputs(phi, params, sigma, mu, rule):
+def prepare_inputs(phi, params, sigma, mu, rule):
     """The prepared activation, its rule, and ``sigma``, ``mu`` broadcast in the
-    working dtype: everything :func:`signature` and :func:`moments` check once."""
+    working dtype: what every Gaussian entry point (:func:`signature`,
+    :func:`moments`, :func:`jaxsig.theory.hermite.hermite_coefficients`) checks
+    once, with the errors and warnings documented in :func:`signature`."""
     dtype = working_dtype({"sigma": sigma, "mu": mu}, _activations.as_activation(phi, params).params)
     act = _activations.prepare(phi, params, dtype=dtype)
     rule = quadrature.get_rule(rule).with_kinks(act.kinks)
@@ -334,25 +339,54 @@ def _check_elementwise(act, dtype):
 _ELEMENTWISE_SEEN: dict = {}
 
 
+#: The domain on which the default rule is validated to ~1e-14 against mpmath
+#: (docs/accuracy.md); outside it jaxsig warns.
+VALIDATED_SIGMA, VALIDATED_MU = (0.05, 20.0), 2.0
+
+
 def _check_domain(rule, sigma, mu):
+    """Warn, with a fix that works, where the rule cannot resolve the density."""
     if not (isinstance(rule, quadrature.Composite) and is_concrete(sigma, mu)):
         return
-    s, m = np.asarray(sigma), np.asarray(mu)
+    s, m = np.asarray(sigma, np.float64), np.asarray(mu, np.float64)
     if s.size == 0:
         return
-    if np.any(np.abs(m) + 10.0 * s > rule.x_max):
+    s, m = np.broadcast_arrays(s, m)
+    reach = np.abs(m) + 10.0 * s
+    if np.any(reach > rule.x_max):
+        need = 2.0 ** math.ceil(math.log2(float(reach.max())))
         warnings.warn(
-            f"sigma={s.max():.3g} with mu reaching {np.abs(m).max():.3g} puts Gaussian mass "
-            f"beyond the grid's x_max={rule.x_max:g}; results lose accuracy. Use "
-            f"rule=jaxsig.quadrature.Composite(x_max={2 * rule.x_max:g}) or larger.",
+            f"sigma={s.max():.3g} with mu reaching {np.abs(m).max():.3g} puts Gaussian mass beyond the grid's "
+            f"x_max={rule.x_max:g}; results lose accuracy. Use rule=jaxsig.quadrature.Composite(x_max={need:g}) "
+            "(the graded panels grow geometrically: the node count grows only with log(x_max)).",
             stacklevel=3,
         )
-    narrow = (s < rule.sigma_min) & (np.abs(m) > 8.0 * s)
-    if np.any(narrow):
+    h_inner = rule.panel_sigmas * rule.sigma_min * 2.0**-rule.inner_levels
+    at_zero = np.abs(m) <= 8.0 * s
+    tiny = at_zero & (s * rule.panel_sigmas < h_inner)
+    if np.any(tiny):
         warnings.warn(
-            f"sigma={s[narrow].min():.3g} at mu={m[narrow][0]:.3g} is narrower than the grid "
-            f"resolves away from 0 (sigma_min={rule.sigma_min:g}); use "
-            "rule=jaxsig.quadrature.Composite(sigma_min=...) with a smaller value.",
+            f"sigma={s[tiny].min():.3g} is narrower than the grid resolves even at 0 (panels of "
+            f"{h_inner:.2g}): the statistics are close to their sigma -> 0 limits phi(mu), phi'(mu), "
+            "|phi'(mu)|, phi(mu)^2, and the computed values may be far from them.",
+            stacklevel=3,
+        )
+    narrow = (s < rule.sigma_min) & ~at_zero
+    if np.any(narrow):
+        mu0 = float(m[narrow].ravel()[0])
+        warnings.warn(
+            f"sigma={s[narrow].min():.3g} at mu={mu0:.3g} is narrower than the grid resolves away from 0 "
+            f"(sigma_min={rule.sigma_min:g} there; the grid is refined toward 0 only). Shift the input "
+            f"instead: jaxsig.signature(lambda x: phi(x + {mu0:g}), sigma) equals the signature at mu={mu0:g} "
+            "for the Gaussian components.",
+            stacklevel=3,
+        )
+    outside = (s < VALIDATED_SIGMA[0]) & ~at_zero | (s > VALIDATED_SIGMA[1]) | (np.abs(m) > VALIDATED_MU)
+    if np.any(outside & ~narrow & (reach <= rule.x_max)):
+        warnings.warn(
+            f"sigma={s[outside].ravel()[0]:.3g}, mu={m[outside].ravel()[0]:.3g} is outside the validated domain "
+            f"(sigma in [{VALIDATED_SIGMA[0]:g}, {VALIDATED_SIGMA[1]:g}], |mu| <= {VALIDATED_MU:g}, where the "
+            "Gaussian statistics are accurate to ~1e-14): expect ~1e-6 relative (see docs/accuracy.md).",
             stacklevel=3,
         )
 
@@ -375,6 +409,39 @@ def _check_finite(act, rule, finite, dtype):
     )
 
 
+_APPROXIMATE_REASONS = {
+    "tv": f"phi' has more turning points than the {functionals.N_EXTREMA} polished slots; tv keeps cubic-Hermite "
+    "estimates of the rest (about 1e-7 relative)",
+    "c": f"phi crosses its asymptotes in more than {functionals.N_CROSSING_PANELS} panels; c integrates |phi - "
+    "alpha x - beta| with Gauss-Legendre there (about 1e-6 relative)",
+    "g1": "phi' has an integrable power singularity at a kink; the Gaussian statistics of phi' are accurate to "
+    "about 1e-4 there",
+}
+
+
+def _warn_undeclared_kinks(act, samples) -> bool:
+    if not is_concrete(samples.kinks_found) or int(samples.kinks_found) == 0:
+        return False
+    where = float(samples.kink_near)
+    warnings.warn(
+        f"{act.name!r}: phi' appears to jump near x = {where:.6g}, where no kink is declared; the Gaussian "
+        "statistics then converge only at second order (status APPROXIMATE). Declare it: "
+        f"jaxsig.Activation({act.name!r}, fn, params, kinks=({where:.6g},)) with the exact position.",
+        stacklevel=3,
+    )
+    return True
+
+
+def _warn_approximate(act, status, skip_gaussian=False):
+    if not is_concrete(status):
+        return
+    for field, reason in _APPROXIMATE_REASONS.items():
+        if skip_gaussian and field == "g1":
+            continue
+        if np.any(np.asarray(getattr(status, field)) == limits.APPROXIMATE):
+            warnings.warn(f"{act.name!r}: {reason} (status APPROXIMATE).", stacklevel=3)
+
+
 # --- The computation -----------------------------------------------------------
 
 
@@ -385,6 +452,9 @@ class _Samples(NamedTuple):
       f0, f1, f2: ``phi``, ``phi'``, ``phi''`` at ``line.x`` (composite rules).
       peak: per interval of ``line.x``, the extremum of ``phi'`` inside it
         (Newton-polished) where ``phi''`` changes sign, else ``phi'`` at its left end.
+      capped: more turning intervals than the polished slots.
+      kinks_found, kink_near: intervals where ``phi'`` jumps at no declared kink,
+        and the midpoint of the first (:func:`jaxsig.core.functionals.undeclared_kinks`).
       g0, g1: ``phi``, ``phi'`` at the Gaussian nodes of a non-composite rule
         (else ``None``; the composite rule reads them off ``f0``, ``f1``).
     """
@@ -393,6 +463,9 @@ class _Samples(NamedTuple):
     f1: jax.Array
     f2: jax.Array
     peak: jax.Array
+    capped: jax.Array
+    kinks_found: jax.Array
+    kink_near: jax.Array
     g0: Optional[jax.Array]
     g1: Optional[jax.Array]
 
@@ -410,12 +483,13 @@ def _sample(act, rule, sigma, mu) -> _Samples:
     line = rule.line(dtype)
     x = jnp.asarray(line.x, dtype)
     f0, f1, f2 = derivatives(act, x, 2)
-    peak = functionals.extrema_of_slope(act, line, x, f1, f2)
+    peak, capped = functionals.extrema_of_slope(act, line, x, f1, f2)
+    kinks_found, kink_near = functionals.undeclared_kinks(line, x, f1, f2, dtype)
     g0 = g1 = None
     if not isinstance(rule, quadrature.Composite):
         xg, _ = rule.gaussian(sigma, mu, dtype)
         g0, g1 = derivatives(act, xg, 1)
-    return _Samples(f0, f1, f2, peak, g0, g1)
+    return _Samples(f0, f1, f2, peak, capped, kinks_found, kink_near, g0, g1)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -432,10 +506,15 @@ def _assemble(rule, sigma, mu, samples: _Samples):
     else:
         xg, wg = rule.gaussian(sigma, mu, dtype)
         g0, g1v = samples.g0, samples.g1
-    gauss = statistics(xg, wg, g0, g1v, sigma, mu)
+    inner = jnp.asarray(line.inner)
+    sing = functionals.singularities(f0[inner], f1[inner])
+    # A jump of phi' at no declared kink costs the Gaussian sums their order.
+    sing = sing._replace(integrable=sing.integrable | (samples.kinks_found > 0))
+    gauss, g_status = _checked(statistics(xg, wg, g0, g1v, sigma, mu), sing, sigma, mu)
 
     slopes = functionals.slopes(line, x, f0, dtype)
     tv, tv_status = functionals.total_variation(line, x, f1, f2, samples.peak, dtype)
+    tv_status = jnp.where(samples.capped & (tv_status < limits.APPROXIMATE), limits.APPROXIMATE, tv_status)
     c, b, b_plus, b_minus, c_status = functionals.tail_compensation(line, x, f0, slopes, dtype)
     growth = functionals.growth_class(line, x, f0, slopes)
 
@@ -455,9 +534,8 @@ def _assemble(rule, sigma, mu, samples: _Samples):
         tv=bc(tv),
         c=bc(c),
     )
-    g_status = bc(jnp.where(gauss.finite, limits.CONVERGED, limits.NON_FINITE).astype(jnp.int32))
     status = SignatureStatus(
-        *(g_status,) * 5,
+        *(g_status[k] for k in ("m1", "g1", "g2", "m2", "eta")),
         alpha_plus=bc(slopes.alpha_status[0]),
         alpha_minus=bc(slopes.alpha_status[1]),
         tv=bc(tv_status),
@@ -480,4 +558,56 @@ def _assemble(rule, sigma, mu, samples: _Samples):
 
 @functools.partial(jax.jit, static_argnums=(1,))
 def _moments(act, rule, sigma, mu) -> Moments:
-    return expectations(act, rule, sigma, mu)
+    dtype = sigma.dtype
+    xi = jnp.asarray(rule.line(dtype).x, dtype)[jnp.asarray(rule.line(dtype).inner)]
+    v0, v1 = derivatives(act, xi, 1)
+    return _checked(expectations(act, rule, sigma, mu), functionals.singularities(v0, v1), sigma, mu)[0]
+
+
+def _checked(gauss: Moments, sing, sigma, mu):
+    """The Gaussian statistics with what the quadrature cannot see put right, and
+    a status per field.
+
+    * A moment that diverges at a singularity of ``phi`` or ``phi'``
+      (:func:`jaxsig.core.functionals.singularities`) is ``inf`` (``m1``, ``g1``
+      with the sign of the divergence; ``NaN``, status ``NO_LIMIT``, where the
+      two sides diverge with opposite signs, as ``E[1/X]``); ``eta`` and
+      ``dm2/dsigma`` follow ``m2``.
+    * An integrable singularity of ``phi'`` leaves the statistics finite but
+      ``APPROXIMATE``.
+    * Under ``jit``, ``sigma <= 0`` or non-finite ``sigma``, ``mu`` give ``NaN``
+      with status ``INVALID`` (eager calls raise instead).
+    """
+    inf = jnp.asarray(jnp.inf, gauss.m1.dtype)
+    nan = jnp.asarray(jnp.nan, gauss.m1.dtype)
+    valid = jnp.isfinite(sigma) & (sigma > 0) & jnp.isfinite(mu)
+    base = jnp.where(gauss.finite, limits.CONVERGED, limits.NON_FINITE)
+    base = jnp.where(sing.integrable & gauss.finite, limits.APPROXIMATE, base)
+
+    def signed(v, div, sign):
+        return jnp.where(div, jnp.where(sign == 0, nan, sign * inf), v)
+
+    def status_of(div, sign=None):
+        s = jnp.where(
+            div, limits.DIVERGENT if sign is None else jnp.where(sign == 0, limits.NO_LIMIT, limits.DIVERGENT), base
+        )
+        return jnp.where(valid, s, limits.INVALID).astype(jnp.int32)
+
+    out = gauss._replace(
+        m1=signed(gauss.m1, sing.m1, sing.m1_sign),
+        g1=signed(gauss.g1, sing.g1, sing.g1_sign),
+        g2=jnp.where(sing.g2, inf, gauss.g2),
+        m2=jnp.where(sing.m2, inf, gauss.m2),
+        eta=jnp.where(sing.m2, inf, gauss.eta),
+        g4=jnp.where(sing.g4, inf, gauss.g4),
+        dm2_dsigma=jnp.where(sing.m2, inf, gauss.dm2_dsigma),
+    )
+    out = out._replace(**{k: jnp.where(valid, v, nan) for k, v in out._asdict().items() if k != "finite"})
+    status = {
+        "m1": status_of(sing.m1, sing.m1_sign),
+        "g1": status_of(sing.g1, sing.g1_sign),
+        "g2": status_of(sing.g2),
+        "m2": status_of(sing.m2),
+        "eta": status_of(sing.m2),
+    }
+    return out, {k: jnp.broadcast_to(v, sigma.shape) for k, v in status.items()}

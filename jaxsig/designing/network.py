@@ -41,12 +41,14 @@ so kinked activations (whose ``phi''`` has Dirac masses) get it right too.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxsig.core import activations as _activations
+from jaxsig.core._numerics import is_concrete
 from jaxsig.core.polar import DEFAULT_RULE, PolarRule, polar_nodes, symmetric_products
 from jaxsig.core.signature import moments
 from jaxsig.theory.meanfield import correlation_fixed_point
@@ -172,12 +174,13 @@ def operating_point(
 
 def check_operating_point(q, sigma_b2) -> None:
     """Raise ``ValueError`` unless ``q > sigma_b2 >= 0`` are finite (no-op for tracers)."""
-    if isinstance(q, jax.core.Tracer) or isinstance(sigma_b2, jax.core.Tracer):
+    if not is_concrete(q, sigma_b2):
         return
+    # Python floats and math, not jnp: under an outer jit, jnp would make tracers of them.
     q, sb2 = float(q), float(sigma_b2)
-    if not (jnp.isfinite(q) and q > 0):
+    if not (math.isfinite(q) and q > 0):
         raise ValueError(f"q (the pre-activation variance kept fixed) must be positive and finite, got {q=}")
-    if not (jnp.isfinite(sb2) and sb2 >= 0):
+    if not (math.isfinite(sb2) and sb2 >= 0):
         raise ValueError(f"sigma_b2 (the bias variance) must be non-negative and finite, got {sigma_b2=}")
     if sb2 >= q:
         raise ValueError(

@@ -306,20 +306,14 @@ def _polish(problem: _Problem, params, arrays, box, iterations: int):
 
 def _as_family(family):
     """A family or a parametrised activation to design, resolved by the one name
-    resolver (:func:`jaxsig.activations.resolve`: activations first)."""
+    resolver (:func:`jaxsig.activations.resolve`, families first)."""
     name = family if isinstance(family, str) else None
     if name is not None:
-        family = _activations.resolve(name)
+        family = _activations.resolve(name, prefer="family")
     if isinstance(family, _activations.Activation):
         if family.params is None:
-            hint = ""
-            if name is not None:
-                try:
-                    hint = f" The family of that name is {_activations.family(name).name!r}."
-                except KeyError:
-                    pass
             raise ValueError(
-                f"activation {family.name!r} has no parameters to design.{hint} Pick a family from "
+                f"activation {family.name!r} has no parameters to design. Pick a family from "
                 f"jaxsig.families.names(): {', '.join(_families.names())}"
             )
         return family
@@ -464,6 +458,8 @@ def design(
     progress: Optional[bool] = None,
 ) -> DesignResult:
     """Search a parametrised family for an activation whose signature meets ``targets``.
+
+    (Long by design: the search's steps in order, each a call to a helper below.)
 
     Args:
       family: a family name (:func:`jaxsig.families.names`), a

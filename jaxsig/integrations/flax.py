@@ -61,6 +61,7 @@ __all__ = [
     "LinenActivation",
     "signature_regularizer",
     "InitVariances",
+    "Initializers",
     "init_variances",
     "variance_preserving_init",
     "critical_init",
@@ -79,9 +80,7 @@ def _resolve(activation, params=None) -> _activations.Activation:
 def _design_parts(result):
     """``(activation, params)`` of a design result or a path to its JSON file."""
     if isinstance(result, (str, os.PathLike)):
-        from jaxsig.designing.search import (
-            DesignResult,  # imported late: the designer sits above us
-        )
+        from jaxsig.designing.result import DesignResult  # imported late: designing sits beside us
 
         result = DesignResult.load(result)
     try:
@@ -356,16 +355,46 @@ class InitVariances(NamedTuple):
     chi1: float
     slope: float
 
-    def initializers(self) -> tuple[Callable, Callable]:
-        """``(kernel_init, bias_init)`` drawing ``N(0, sigma_w2 / fan_in)`` and ``N(0, sigma_b2)``.
+    def initializers(self) -> "Initializers":
+        """The :class:`Initializers` drawing ``N(0, sigma_w2 / fan_in)`` and ``N(0, sigma_b2)``.
 
         Gaussian, not truncated: the variance map assumes Gaussian weights
         (for wide layers only the variance matters, by the central limit theorem).
         """
         kernel_init = jax.nn.initializers.variance_scaling(self.sigma_w2, "fan_in", "normal")
         if self.sigma_b2 > 0:
-            return kernel_init, jax.nn.initializers.normal(math.sqrt(self.sigma_b2))
-        return kernel_init, jax.nn.initializers.zeros
+            return Initializers(kernel_init, jax.nn.initializers.normal(math.sqrt(self.sigma_b2)), self)
+        return Initializers(kernel_init, jax.nn.initializers.zeros, self)
+
+
+class Initializers:
+    """A kernel initialiser that also carries its bias initialiser.
+
+    Called, it is the kernel initialiser ``init(key, shape, dtype)``, so it can be
+    passed as ``kernel_init=`` directly; unpacked, it is the pair
+    ``kernel_init, bias_init = ...``.
+
+    Attributes:
+      kernel_init: draws ``W ~ N(0, sigma_w2 / fan_in)``.
+      bias_init: draws ``b ~ N(0, sigma_b2)`` (zeros when ``sigma_b2 = 0``).
+      variances: the :class:`InitVariances` they realise.
+    """
+
+    def __init__(self, kernel_init: Callable, bias_init: Callable, variances: InitVariances):
+        self.kernel_init = kernel_init
+        self.bias_init = bias_init
+        self.variances = variances
+
+    def __call__(self, key, shape, dtype=jnp.float32):
+        """``kernel_init(key, shape, dtype)``."""
+        return self.kernel_init(key, shape, dtype)
+
+    def __iter__(self):
+        return iter((self.kernel_init, self.bias_init))
+
+    def __repr__(self):
+        v = self.variances
+        return f"Initializers(sigma_w2={v.sigma_w2:.6g}, sigma_b2={v.sigma_b2:.6g}, q={v.q:.6g})"
 
 
 def init_variances(phi, q=1.0, sigma_b2=None, *, critical: bool = False, params=None, rule=None) -> InitVariances:
@@ -433,7 +462,7 @@ def init_variances(phi, q=1.0, sigma_b2=None, *, critical: bool = False, params=
     return InitVariances(sw2, float(init.sigma_b2), q, float(init.chi1), slope)
 
 
-def variance_preserving_init(phi, q=1.0, sigma_b2=0.0, *, params=None, rule=None):
+def variance_preserving_init(phi, q=1.0, sigma_b2=0.0, *, params=None, rule=None) -> Initializers:
     """Flax initialisers that keep the pre-activation second moment at ``q``.
 
     ``kernel_init`` draws ``W ~ N(0, sW^2 / fan_in)`` and ``bias_init``
@@ -452,8 +481,8 @@ def variance_preserving_init(phi, q=1.0, sigma_b2=0.0, *, params=None, rule=None
       rule: quadrature rule, as in :func:`jaxsig.moments`.
 
     Returns:
-      ``(kernel_init, bias_init)``, Flax/JAX initialisers
-      ``init(key, shape, dtype)``.
+      :class:`Initializers`: the kernel initialiser ``init(key, shape, dtype)``
+      (pass it as ``kernel_init=``), which unpacks as ``(kernel_init, bias_init)``.
 
     Examples:
       >>> import jax
@@ -466,7 +495,7 @@ def variance_preserving_init(phi, q=1.0, sigma_b2=0.0, *, params=None, rule=None
     return init_variances(phi, q, sigma_b2, params=params, rule=rule).initializers()
 
 
-def critical_init(phi, q=1.0, *, params=None, rule=None):
+def critical_init(phi, *, q=1.0, params=None, rule=None) -> Initializers:
     """Flax initialisers at the edge of chaos with fixed point ``q``.
 
     ``sW^2 = 1 / g2(sqrt q)^2`` makes ``chi1 = sW^2 g2^2 = 1`` (gradients
@@ -474,7 +503,9 @@ def critical_init(phi, q=1.0, *, params=None, rule=None):
     makes ``q`` the fixed point; see :func:`init_variances`.
 
     Returns:
-      ``(kernel_init, bias_init)`` drawing ``N(0, sW^2 / fan_in)`` and ``N(0, sb^2)``.
+      :class:`Initializers` drawing ``N(0, sW^2 / fan_in)`` (called) and, unpacked as
+      ``(kernel_init, bias_init)``, ``N(0, sb^2)``. ``q`` is keyword-only, as in
+      :func:`jaxsig.dynamics.critical_init`, whose positional argument is ``sigma_b2``.
 
     Raises:
       ValueError: when ``sb^2`` would be negative (no critical pair at this ``q``).

@@ -18,6 +18,57 @@ dimension-free bound of the specification (docs/spec.md) (Hölder with exponents
 .. math:: \\|\\nabla_x \\nabla_y K\\|_2 \\le \\sqrt 3\\, g_4(|x|)\\, g_4(|y|),
           \\qquad g_4(\\sigma) = E[\\phi'(\\sigma Z)^4]^{1/4}.
 
+A sharp form of this bound (:func:`sharp_hessian_bound`), attained at ``x = y``, is
+
+.. math:: \\|\\nabla_x \\nabla_y K\\|_2 \\le \\sqrt{Q(|x|)\\, Q(|y|)}, \\qquad
+          Q(\\sigma) = \\max\\big(E[\\phi'(\\sigma Z)^2 Z^2],\\; E[\\phi'(\\sigma Z)^2]\\big)
+          \\le \\sqrt 3\\, g_4(\\sigma)^2.
+
+*Proof.* ``a^T H b = E[phi'(u) phi'(v) (a.w)(b.w)]`` for unit ``a, b``; Cauchy–Schwarz
+splits it into ``E[phi'(u)^2 (a.w)^2]`` and its twin. Write
+``a.w = alpha Z + beta Z'`` with ``Z = w.x / |x|``, ``Z'`` a standard normal
+independent of ``Z``, ``alpha^2 + beta^2 = 1``: then
+``E[phi'(u)^2 (a.w)^2] = alpha^2 E[phi'^2 Z^2] + beta^2 E[phi'^2] <= Q(|x|)``. At
+``x = y`` (``d >= 2``), ``H = E[phi'(u)^2 w w^T]`` has the eigenvalues
+``E[phi'^2 Z^2]`` (along ``x``) and ``E[phi'^2] = g2^2`` (across), so
+``||H||_2 = Q(|x|)``. Hölder gives ``Q <= sqrt(3) g4^2``.
+
+The paper's kernel bound, checked
+---------------------------------
+jaxsig checks the paper's claims rather than repeating them. arXiv:2510.08456
+states ``||grad_x grad_y K(x, y)||_op <= C g2(||x||) g2(||y||) ||x|| ||y||`` with
+``C = 4`` (:func:`paper_hessian_bound` evaluates the right-hand side). **As
+stated, it is false.** At ``x = y`` with ``d >= 2`` the left side is at least
+``g2(|x|)^2`` (the eigenvalue across ``x``, above), the right side is
+``C g2(|x|)^2 |x|^2``: the inequality fails for *every* activation with
+``g2(|x|) > 0`` once ``|x| < 1/sqrt(C) = 1/2``. ReLU: the left side is ``1/2`` at
+every scale (``H = E[1{w.x > 0} w w^T] = I/2``), the right side ``2 |x|^2``.
+
+Exactly where it holds: let ``C*(sigma) = max(1, E[phi'^2 Z^2] / E[phi'^2]) / sigma^2 =
+Q(sigma) / (sigma^2 g2(sigma)^2)`` (:func:`paper_hessian_constant`). By the sharp
+bound, the paper's inequality holds at ``(x, y)`` whenever
+``C >= sqrt(C*(|x|) C*(|y|))``, and at ``x = y`` (``d >= 2``) it holds *if and only
+if* ``C >= C*(|x|)``. ReLU and leaky ReLU: ``C* = 1/sigma^2`` (holds at ``x = y``
+iff ``|x| >= 1/2``); ``x^k``: ``C* = (2k - 1)/sigma^2``.
+
+Normalisations, each settled by the same formulas:
+
+* *Unit-norm inputs* (``|x| = |y| = 1``): the inequality holds for all such pairs
+  iff ``E[phi'(Z)^2 Z^2] <= C E[phi'(Z)^2]``. True for every built-in activation
+  except ``x^3`` (ratio 5) and ``x^4`` (ratio 7), which fail at ``x = y``.
+* *Kernel normalised by* ``|x| |y|``: worse, not better. For ReLU,
+  ``K / (|x||y|)`` depends on the cosine alone and its mixed Hessian at ``x = y`` is
+  ``(I - x x^T / |x|^2) / (2 |x|^2)``, of norm ``1 / (2|x|^2)``: the inequality
+  fails for ``|x| < 2^{-1/2}``.
+* *Where* ``g2`` *is evaluated*: ReLU's ``g2 = 2^{-1/2}`` at every scale, so no
+  choice of the argument of ``g2`` repairs the ReLU counterexample; the factor
+  ``|x| |y|`` is the problem. Without it, ``||H|| <= C g2(|x|) g2(|y|)`` holds for
+  all ``x, y`` iff ``C >= sup_sigma max(1, E[phi'^2 Z^2] / E[phi'^2])``: with
+  ``C = 4`` for every built-in activation except ``x^3`` and ``x^4``. The factor
+  ``|x| |y| g2 g2`` does bound the derivative in the cosine,
+  ``|dK/dc| = |x| |y| |E[phi'(u) phi'(v)]| <= |x| |y| g2(|x|) g2(|y|)`` (Price and
+  Cauchy–Schwarz), which may be what the paper meant.
+
 How the 2-D Gaussian expectations are computed
 ----------------------------------------------
 Write ``u = s1 z1`` and ``v = s2 (c z1 + sqrt(1 - c^2) z2) = s2 r cos(theta - beta)``
@@ -72,6 +123,9 @@ __all__ = [
     "kernel",
     "kernel_mixed_hessian",
     "curvature_bound",
+    "sharp_hessian_bound",
+    "paper_hessian_bound",
+    "paper_hessian_constant",
 ]
 
 
@@ -167,6 +221,14 @@ def _norm(x):
     return safe_sqrt(jnp.sum(x * x, axis=-1))
 
 
+def _prepare_vectors(phi, params, x, y):
+    """The prepared activation and the vectors ``x``, ``y`` in the working dtype, checked."""
+    act, dtype = prepare(phi, params, x=x, y=y)
+    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    _check_vectors(x, y)
+    return act, x, y
+
+
 def _check_vectors(x, y):
     if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
         raise ValueError(
@@ -196,9 +258,7 @@ def kernel(phi, x, y, *, params: Any = None, rule: PolarRule = DEFAULT_RULE):
       >>> round(float(jaxsig.kernels.kernel("relu", x, y)), 6)  # 1 / (2 pi)
       0.159155
     """
-    act, dtype = prepare(phi, params, x=x, y=y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    _check_vectors(x, y)
+    act, x, y = _prepare_vectors(phi, params, x, y)
     return _kernel(rule, act, x, y)
 
 
@@ -238,9 +298,7 @@ def kernel_mixed_hessian(phi, x, y, *, params: Any = None, rule: PolarRule = DEF
     Returns:
       Array ``(d, d)`` with entries ``d^2 K / dx_i dy_j``.
     """
-    act, dtype = prepare(phi, params, x=x, y=y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    _check_vectors(x, y)
+    act, x, y = _prepare_vectors(phi, params, x, y)
     return _mixed_hessian(rule, act, x, y)
 
 
@@ -307,9 +365,7 @@ def curvature_bound(phi, x, y, *, params: Any = None, rule=None):
     Returns:
       Scalar array.
     """
-    act, dtype = prepare(phi, params, x=x, y=y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    _check_vectors(x, y)
+    act, x, y = _prepare_vectors(phi, params, x, y)
     # 0 is always a panel edge of the 1-D rule; declaring it as a kink as well
     # would only remove the grid's refinement toward 0 (small |x|).
     rule = quadrature.get_rule(rule).with_kinks(_split_kinks(act.kinks))
@@ -324,3 +380,147 @@ def _curvature_bound(rule, act, x, y):
     g4 = expectations(act, rule, sigma, jnp.zeros_like(sigma)).g4
     g4 = jnp.where(pos, g4, jnp.abs(derivative(act, 1)(jnp.zeros((), x.dtype))))
     return math.sqrt(3.0) * g4[0] * g4[1]
+
+
+# --- The sharp bound, and the paper's bound as stated -------------------------------------------
+
+
+def _gain_sums(act, rule, sigma):
+    """``(E[phi'(sigma Z)^2 Z^2], E[phi'(sigma Z)^2])`` for ``sigma >= 0`` (any shape).
+
+    ``sigma = 0``: both are ``phi'(0)^2``. ``NaN`` where ``phi'`` is not finite at a node.
+    """
+    pos = sigma > 0
+    s = jnp.where(pos, sigma, 1.0)
+    x, w = rule.gaussian(s, jnp.zeros_like(s), s.dtype)
+    f1 = derivative(act, 1)(x)
+    finite = jnp.all(jnp.isfinite(f1), axis=-1)
+    f2 = jnp.where(jnp.isfinite(f1), f1 * f1, 0.0)
+    z = x / s[..., None]
+    a = jnp.sum(w * f2 * z * z, axis=-1)
+    b = jnp.sum(w * f2, axis=-1)
+    at0 = derivative(act, 1)(jnp.zeros((), sigma.dtype)) ** 2
+    a, b = jnp.where(pos, a, at0), jnp.where(pos, b, at0)
+    nan = jnp.asarray(jnp.nan, sigma.dtype)
+    return jnp.where(finite | ~pos, a, nan), jnp.where(finite | ~pos, b, nan)
+
+
+def _line_rule(act, rule):
+    # 0 is always a panel edge of the 1-D rule (see curvature_bound).
+    return quadrature.get_rule(rule).with_kinks(_split_kinks(act.kinks))
+
+
+def sharp_hessian_bound(phi, x, y, *, params: Any = None, rule=None):
+    """The sharp dimension-free bound ``sqrt(Q(|x|) Q(|y|))`` on ``||grad_x grad_y K||_2``.
+
+    ``Q(sigma) = max(E[phi'(sigma Z)^2 Z^2], E[phi'(sigma Z)^2])``; proved in the
+    module notes, attained at ``x = y`` in dimension ``d >= 2``, and never above
+    :func:`curvature_bound` (``Q <= sqrt(3) g4^2``). At ``sigma = 0``,
+    ``Q = phi'(0)^2``.
+
+    Args:
+      phi: activation name, :class:`~jaxsig.Activation` or callable.
+      x, y: vectors of shape ``(d,)``.
+      params: parameters of ``phi``.
+      rule: 1-D Gaussian quadrature rule (see :func:`jaxsig.moments`).
+
+    Returns:
+      Scalar array; differentiable in ``x``, ``y`` and ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxsig
+      >>> x = jnp.array([0.3, 0.0, 0.0])
+      >>> round(float(jaxsig.kernels.sharp_hessian_bound("relu", x, x)), 6)  # = ||H|| = 1/2
+      0.5
+    """
+    act, x, y = _prepare_vectors(phi, params, x, y)
+    return _sharp_bound(_line_rule(act, rule), act, x, y)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _sharp_bound(rule, act, x, y):
+    a, b = _gain_sums(act, rule, jnp.stack([_norm(x), _norm(y)]))
+    q = jnp.maximum(a, b)
+    return safe_sqrt(q[0] * q[1])
+
+
+def paper_hessian_bound(phi, x, y, *, C=4.0, params: Any = None, rule=None):
+    """The paper's kernel-curvature bound as stated: ``C g2(|x|) g2(|y|) |x| |y|``.
+
+    arXiv:2510.08456 claims ``||grad_x grad_y K(x, y)||_op <= C g2(|x|) g2(|y|) |x| |y|``
+    (``C = 4``). jaxsig evaluates the claim rather than relying on it: it is
+    false near the origin for every activation (module notes; ReLU at ``x = y``,
+    ``|x| < 1/2``: ``||H|| = 1/2 > 2 |x|^2``). It holds at ``(x, y)`` when
+    ``C >= sqrt(C*(|x|) C*(|y|))`` (:func:`paper_hessian_constant`). For a bound
+    that always holds use :func:`sharp_hessian_bound` or :func:`curvature_bound`.
+
+    Args:
+      phi: activation name, :class:`~jaxsig.Activation` or callable.
+      x, y: vectors of shape ``(d,)``.
+      C: the constant (``> 0``; the paper's is 4).
+      params: parameters of ``phi``.
+      rule: 1-D Gaussian quadrature rule for ``g2`` (see :func:`jaxsig.moments`).
+
+    Returns:
+      Scalar array; differentiable in ``x``, ``y``, ``C`` and ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxsig
+      >>> x = jnp.array([0.3, 0.0, 0.0])
+      >>> round(float(jaxsig.kernels.paper_hessian_bound("relu", x, x)), 6)  # 4 (1/2) 0.3^2 < 1/2
+      0.18
+    """
+    act, dtype = prepare(phi, params, x=x, y=y, C=C)
+    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    _check_vectors(x, y)
+    check_range("C", C, low=0.0, strict=True, hint="the paper's constant is 4")
+    return _paper_bound(_line_rule(act, rule), act, x, y, jnp.asarray(C, dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _paper_bound(rule, act, x, y, C):
+    n = jnp.stack([_norm(x), _norm(y)])
+    _, b = _gain_sums(act, rule, n)
+    g2 = safe_sqrt(b)
+    return C * g2[0] * g2[1] * n[0] * n[1]
+
+
+def paper_hessian_constant(phi, sigma, *, params: Any = None, rule=None):
+    """The smallest ``C`` for which the paper's bound holds on the sphere ``|x| = |y| = sigma``.
+
+    .. math:: C^*(\\sigma) = \\frac{Q(\\sigma)}{\\sigma^2 g_2(\\sigma)^2}
+              = \\frac{\\max(1,\\; E[\\phi'(\\sigma Z)^2 Z^2] / E[\\phi'(\\sigma Z)^2])}{\\sigma^2}.
+
+    In dimension ``d >= 2`` the paper's inequality with constant ``C`` holds at
+    ``x = y``, ``|x| = sigma``, if and only if ``C >= C*(sigma)``, and at any ``(x, y)``
+    with ``C >= sqrt(C*(|x|) C*(|y|))`` (module notes). ReLU: ``1 / sigma^2``;
+    ``x^k``: ``(2k - 1) / sigma^2``. ``inf`` at ``sigma = 0`` unless ``phi'(0) = 0``;
+    ``0`` where ``phi' = 0`` almost surely (both sides vanish).
+
+    Args:
+      phi: activation name, :class:`~jaxsig.Activation` or callable.
+      sigma: radius (radii) ``>= 0``, any shape.
+      params: parameters of ``phi``.
+      rule: 1-D Gaussian quadrature rule (see :func:`jaxsig.moments`).
+
+    Returns:
+      Array of ``sigma``'s shape; differentiable in ``sigma`` and ``params``.
+
+    Examples:
+      >>> import jaxsig
+      >>> [round(float(c), 6) for c in jaxsig.kernels.paper_hessian_constant("x^3", [1.0, 2.0])]  # 5 / sigma^2
+      [5.0, 1.25]
+    """
+    act, dtype = prepare(phi, params, sigma=sigma)
+    check_range("sigma", sigma, low=0.0, what="a non-negative, finite radius")
+    sigma = jnp.asarray(sigma, dtype)
+    return _paper_constant(_line_rule(act, rule), act, sigma)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _paper_constant(rule, act, sigma):
+    a, b = _gain_sums(act, rule, sigma)
+    ratio = jnp.maximum(1.0, a / jnp.where(b > 0, b, 1.0))
+    s2 = sigma * sigma
+    c = ratio / jnp.where(s2 > 0, s2, 1.0)
+    return jnp.where(b > 0, jnp.where(s2 > 0, c, jnp.inf), jnp.where(jnp.isnan(b), jnp.nan, 0.0))

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,7 @@ import numpy as np
 from jaxsig.core import activations as _activations
 from jaxsig.core import quadrature
 from jaxsig.core._format import format_number
-from jaxsig.core._numerics import derivatives
+from jaxsig.core._numerics import derivatives, is_concrete
 from jaxsig.core.signature import FIELDS, GROWTH_CLASSES, Auxiliary, Signature
 from jaxsig.core.signature import signature_with_aux as _signature_with_aux
 
@@ -95,7 +95,8 @@ class Classification(NamedTuple):
 
 
 def classify(phi, *, params: Any = None, signature=None, dtype=None) -> Classification:
-    """Classify ``phi``: growth class and shape facts.
+    """Classify ``phi``: growth class and shape facts (one test per fact, in the
+    order of this docstring, which is why the function is long).
 
     The growth class is :attr:`jaxsig.Auxiliary.growth` (docs/spec.md): ``A>1`` when a
     slope ``alpha_+-`` is infinite or, where ``phi(x)/x`` has no limit,
@@ -355,10 +356,11 @@ symbol and the comparison that must hold."""
 
 
 def report_card(
-    sig: Signature,
-    aux: Auxiliary,
+    sig,
+    aux: Optional[Auxiliary] = None,
     sigma=1.0,
     *,
+    params: Any = None,
     bias_variance=0.0,
     g2_max=0.8,
     variance_slope_max=1.0,
@@ -387,10 +389,15 @@ def report_card(
     family. A NaN value (undefined ``b``) fails.
 
     Args:
-      sig: the :class:`~jaxsig.Signature` at input scale ``sigma`` (any shape;
-        stack several activations along a leading axis to judge a table).
-      aux: the matching :class:`~jaxsig.Auxiliary` (from :func:`jaxsig.signature_with_aux`).
-      sigma: the input scale the signature was computed at (broadcastable).
+      sig: what :func:`jaxsig.signature` takes (an activation name,
+        :class:`~jaxsig.Activation` or callable), whose signature is then
+        computed at ``sigma``; or a :class:`~jaxsig.Signature` already computed at
+        input scale ``sigma`` (any shape; stack several activations along a
+        leading axis to judge a table), with its ``aux``.
+      aux: the matching :class:`~jaxsig.Auxiliary` (from :func:`jaxsig.signature_with_aux`);
+        only with a :class:`~jaxsig.Signature`.
+      sigma: the input scale (broadcastable).
+      params: parameters of the activation (only with an activation).
       bias_variance: ``sb^2``, which must be ``< sigma^2``.
       g2_max, variance_slope_max, m1_max, b_max, tv_max, c_max: thresholds.
 
@@ -409,12 +416,18 @@ def report_card(
       >>> float(card.conditioning.value), bool(card.conditioning.passed)
       (2.0, True)
     """
+    if not isinstance(sig, Signature):
+        if aux is not None:
+            raise TypeError("aux is only for a precomputed Signature; pass report_card(phi, sigma=...) alone")
+        sig, aux = _signature_with_aux(sig, sigma, params=params)
+    elif aux is None or not isinstance(aux, Auxiliary):
+        raise TypeError("a Signature needs its Auxiliary: report_card(*jaxsig.signature_with_aux(phi, sigma), sigma)")
     dtype = jnp.asarray(sig.m2).dtype
     sigma = jnp.asarray(sigma, dtype)
     sb2 = jnp.asarray(bias_variance, dtype)
-    if not isinstance(sigma, jax.core.Tracer) and not bool(np.all(np.asarray(sigma) > 0)):
+    if is_concrete(sigma) and not bool(np.all(np.asarray(sigma) > 0)):
         raise ValueError(f"sigma must be positive, got sigma={np.asarray(sigma)}")
-    if not isinstance(sigma, jax.core.Tracer) and not isinstance(sb2, jax.core.Tracer):
+    if is_concrete(sigma, sb2):
         s2, b2 = np.asarray(sigma) ** 2, np.asarray(sb2)
         if not bool(np.all((b2 >= 0) & (b2 < s2))):
             raise ValueError(

@@ -1,4 +1,4 @@
-"""Phase diagram of mean-field signal propagation (matplotlib, optional).
+"""Phase diagram of mean-field signal propagation and the stability plane (matplotlib, optional).
 
 :func:`plot_phase_diagram` draws, over the ``(sW^2, sb^2)`` plane, the
 per-layer perturbation growth ``chi1 = sW^2 g2(sqrt q*)^2`` (ordered below 1,
@@ -6,6 +6,10 @@ chaotic above), the region where the variance diverges (``q* = inf``), and the
 edge of chaos ``chi1 = 1`` from :func:`jaxsig.dynamics.edge_of_chaos`. The
 figure is drawn on the non-interactive Agg canvas (no pyplot, no global
 backend switch), so it is safe on headless machines and in notebooks.
+
+:func:`plot_stability_plane` places the members of a family in the
+``(dm2/dsigma, g2)`` plane at the variance-preserving point, with the boundaries
+``V'(q) = 1`` and ``chi1 = 1`` (:func:`jaxsig.theory.stability.stability_plane`).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import numpy as np
 
 from jaxsig.core import activations as _activations
 from jaxsig.theory import meanfield as dynamics
+from jaxsig.theory import stability as _stability
 
-__all__ = ["plot_phase_diagram", "phase_diagram_data", "PhaseDiagram"]
+__all__ = ["plot_phase_diagram", "phase_diagram_data", "PhaseDiagram", "plot_stability_plane"]
 
 _DPI = 110
 
@@ -107,6 +112,8 @@ def plot_phase_diagram(
     data: Optional[PhaseDiagram] = None,
 ):
     """Phase diagram of a deep random network with activation ``phi``.
+
+    (Long: the figure is built element by element.)
 
     Colour: ``log chi1`` with ``chi1 = sW^2 g2(sqrt q*)^2`` (blue: ordered,
     perturbations shrink; red: chaotic, they grow). Grey hatching: ``q* = inf``
@@ -199,6 +206,106 @@ def plot_phase_diagram(
     ax.set_ylabel("sigma_b^2  (bias variance)")
     ax.set_title(f"Mean-field phase diagram: {name}")
     ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
+    if path is not None:
+        fig.savefig(path, dpi=_DPI)
+    return fig
+
+
+def _figure(size):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError("plotting needs matplotlib: pip install 'jaxsig[cli]' (or matplotlib)") from e
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _family_path(ax, x, y, values, label):
+    ax.plot(x, y, color="0.25", lw=1.0, zorder=2)
+    points = ax.scatter(x, y, c=values, cmap="viridis", s=18, zorder=3, label=label)
+    return points
+
+
+def plot_stability_plane(
+    phi,
+    param: str,
+    values=None,
+    *,
+    q=1.0,
+    params: Any = None,
+    path: Optional[str] = None,
+    data: Optional[_stability.StabilityPlane] = None,
+):
+    """A family in the ``(dm2/dsigma, g2)`` plane at the variance-preserving point, with its stability boundaries.
+
+    Operating point ``sigma = sqrt(q)``, ``sW^2 = q / m2``, ``sb^2 = 0``
+    (:func:`jaxsig.theory.stability.stability_plane`). Left: the members at
+    ``(m2', g2)``, with the boundary through each member, ``m2' = 2 sigma m2 / q``
+    (``V' = 1``, dashed: a member left of its dashed point has an attracting fixed
+    point) and ``g2 = sqrt(m2 / q)`` (``chi1 = 1``, dotted: below it, ordered); the
+    path crosses a curve where that member is critical. Right: the rescaled members
+    ``sqrt(sW^2) phi`` at ``(sW^2 m2', sW g2)``, where the boundaries are the lines
+    ``2 sigma`` and ``1`` and the quadrants are the four regimes.
+
+    Args:
+      phi, param, values, q, params: as in :func:`jaxsig.theory.stability.stability_plane`.
+      path: if given, save the figure there as PNG.
+      data: a precomputed :class:`~jaxsig.theory.stability.StabilityPlane` (then
+        ``values``, ``q``, ``params`` are ignored).
+
+    Returns:
+      A :class:`matplotlib.figure.Figure`.
+    """
+    fig = _figure((11.0, 4.8))
+    if data is None:
+        if values is None:
+            raise ValueError("values must be given (the parameter values to sweep) unless data is")
+        data = _stability.stability_plane(phi, param, values, q=q, params=params)
+    d = type(data)(*(np.ravel(np.asarray(v)) if np.ndim(v) else np.asarray(v) for v in data))
+    sigma, qv = float(d.sigma), float(d.q)
+    name = _activations.as_activation(phi).name
+    left, right = fig.subplots(1, 2)
+    points = _family_path(left, d.dm2_dsigma, d.g2, d.values, name)
+    left.plot(d.dm2_dsigma_critical, d.g2, "k--", lw=1.2, label="V'(q) = 1:  m2' = 2 sigma m2 / q")
+    left.plot(d.dm2_dsigma, d.g2_critical, "k:", lw=1.5, label="chi1 = 1:  g2 = sqrt(m2 / q)")
+    # Members with a small m2 put their boundary points far out; keep the family in view.
+    for values, boundary, setter in (
+        (d.dm2_dsigma, d.dm2_dsigma_critical, left.set_xlim),
+        (d.g2, d.g2_critical, left.set_ylim),
+    ):
+        shown = values[np.isfinite(values)]
+        allv = np.concatenate([shown, boundary[np.isfinite(boundary)]])
+        if shown.size:
+            setter(min(0.0, allv.min()), 1.05 * min(allv.max(), 2.5 * max(shown.max(), 1e-12)))
+    left.set_xlabel(f"dm2/dsigma at sigma = {sigma:.4g}")
+    left.set_ylabel("g2 (RMS derivative gain)")
+    left.set_title(f"{name}: members and their boundaries")
+    left.legend(loc="best", fontsize=8, framealpha=0.85)
+    x, y = d.sigma_w2 * d.dm2_dsigma, np.sqrt(d.sigma_w2) * d.g2
+    finite = np.isfinite(x) & np.isfinite(y)
+    lo_x = min(0.0, *(x[finite] if finite.any() else [0.0]))
+    hi_x = max(4.0 * sigma, *(x[finite] if finite.any() else [0.0])) * 1.05
+    hi_y = max(2.0, *(y[finite] if finite.any() else [0.0])) * 1.05
+    edge = 2.0 * sigma
+    for (x0, x1, y0, y1), colour, text in (
+        ((lo_x, edge, 0.0, 1.0), "#cfe3f7", "attracting, ordered"),
+        ((lo_x, edge, 1.0, hi_y), "#f7d9cf", "attracting, chaotic"),
+        ((edge, hi_x, 0.0, 1.0), "#e6e6e6", "repelling, ordered"),
+        ((edge, hi_x, 1.0, hi_y), "#d9d9d9", "repelling, chaotic"),
+    ):
+        right.fill_between([x0, x1], y0, y1, color=colour, zorder=0)
+        right.text(0.5 * (x0 + x1), 0.5 * (y0 + y1), text, ha="center", va="center", fontsize=8, color="0.35")
+    right.axvline(edge, color="k", ls="--", lw=1.2)
+    right.axhline(1.0, color="k", ls=":", lw=1.5)
+    _family_path(right, x, y, d.values, name)
+    right.set_xlim(lo_x, hi_x)
+    right.set_ylim(0.0, hi_y)
+    right.set_xlabel("sW^2 dm2/dsigma  (V' = 1 at 2 sigma)")
+    right.set_ylabel("sW g2  (chi1 = 1 at 1)")
+    right.set_title(f"rescaled to sW^2 = q / m2, q = {qv:.4g}, sb^2 = 0")
+    fig.colorbar(points, ax=right, label=param)
     if path is not None:
         fig.savefig(path, dpi=_DPI)
     return fig

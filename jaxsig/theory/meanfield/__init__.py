@@ -29,7 +29,10 @@ unrolling the solver.
 
 The scalar recursion ``T(x) = phi(a x + b)`` (:func:`scalar_recursion`) is the
 one-neuron version: a contraction when ``L = |a| sup |phi'| < 1``, with the
-Lyapunov function ``V(x) = (x - x*)^2`` descending, ``V(T x) <= L^2 V(x)``.
+Lyapunov function ``V(x) = (x - x*)^2`` descending, ``V(T x) <= L^2 V(x)``, and
+the primitive-based one, the Bregman divergence
+``D(x) = F(x) - F(x*) - phi(x*) (x - x*)`` of ``F = int_0^x phi``, with a proven
+rate ``D(T x) <= bregman_rate D(x)`` (:mod:`jaxsig.theory.meanfield.lyapunov`).
 
 References:
   Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli, "Exponential expressivity in
@@ -57,6 +60,7 @@ from jaxsig.theory.meanfield.criticality import (
     edge_of_chaos,
     init_for_fixed_q,
 )
+from jaxsig.theory.meanfield.lyapunov import bregman_divergence, derivative_range, primitive
 from jaxsig.theory.meanfield.recursion import (
     ScalarRecursion,
     scalar_recursion,
@@ -98,4 +102,7 @@ __all__ = [
     "critical_init",
     "scalar_recursion",
     "simulate_mlp",
+    "primitive",
+    "bregman_divergence",
+    "derivative_range",
 ]

@@ -1,4 +1,4 @@
-"""Shared pieces of the mean-field theory: result types, setup, Gaussian sums on the
+"""Shared pieces of the mean-field theory: setup, Gaussian sums on the
 variance map, and the bracketed Newton solver."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ Q_MIN = 2.0**-40
 exact). A fixed point below it is reported as ``0``; the maps evaluated "at
 ``q < Q_MIN``" are read at ``Q_MIN``, an error of ``O(Q_MIN)``, while
 :func:`fixed_point` and :func:`edge_of_chaos` report the limits ``q -> 0``
-(extrapolated from ``Q_MIN`` and ``2 Q_MIN``)."""
+(extrapolated from ``Q_MIN``, ``2 Q_MIN`` and ``4 Q_MIN``)."""
 
 Q_MAX_DEFAULT_LOG2 = 11  # q_max = 2048: sigma = 45, inside the default grid (x_max = 512)
 
@@ -189,17 +189,19 @@ def rounding_noise(dtype, *vals):
 
 
 def probe_points(q, q_max_log2):
-    """Variances at which a statistic "at ``q``" is read: ``(5,) + q.shape``.
+    """Variances at which a statistic "at ``q``" is read: ``(6,) + q.shape``.
 
-    ``q`` clipped to ``[Q_MIN, q_max]``, then ``Q_MIN, 2 Q_MIN`` (for the limit
-    ``q -> 0``) and ``q_max, q_max / 4`` (for ``q -> inf``); see :func:`at`.
+    ``q`` clipped to ``[Q_MIN, q_max]``, then ``Q_MIN, 2 Q_MIN, 4 Q_MIN`` (for the
+    limit ``q -> 0``) and ``q_max, q_max / 4`` (for ``q -> inf``); see :func:`read_at`.
     """
     q_max = 2.0**q_max_log2
 
     def full(v):
         return jnp.full_like(q, v)
 
-    return jnp.stack([jnp.clip(q, Q_MIN, q_max), full(Q_MIN), full(2 * Q_MIN), full(q_max), full(q_max / 4)])
+    return jnp.stack(
+        [jnp.clip(q, Q_MIN, q_max), full(Q_MIN), full(2 * Q_MIN), full(4 * Q_MIN), full(q_max), full(q_max / 4)]
+    )
 
 
 def limit_at_infinity(top, quarter):
@@ -215,17 +217,28 @@ def limit_at_infinity(top, quarter):
     return jnp.where(growing, jnp.inf, 2.0 * top - quarter)
 
 
-def read_at(q, values):
-    """A statistic at ``q`` from its ``values`` at :func:`probes`, limits included.
+def _limit_at_zero(v1, v2, v4):
+    """``v0`` of ``v(sigma) = v0 + a sigma + b sigma^2`` through ``sigma = s, sqrt(2) s, 2 s``."""
+    r = 2.0**0.5
+    w3 = (r - 2.0) / (4.0 - 3.0 * r)
+    w2 = -1.0 - 3.0 * w3
+    w1 = 1.0 - w2 - w3
+    return w1 * v1 + w2 * v2 + w3 * v4
 
-    ``q = 0``: one Richardson step, ``2 v(Q_MIN) - v(2 Q_MIN)``, removes the
-    ``O(q)`` term of smooth statistics (tanh at its critical point: ``V'`` and
-    ``chi1`` are ``1`` to rounding, not ``1 - 4 Q_MIN``, so ``xi_q = inf``);
-    exact for statistics constant near 0 (ReLU). A difference at rounding level
-    (float32, where ``Q_MIN << eps``) is noise, not an ``O(q)`` term, and is
-    not extrapolated. ``q = inf``: :func:`_limit_at_infinity`.
+
+def read_at(q, values):
+    """A statistic at ``q`` from its ``values`` at :func:`probe_points`, limits included.
+
+    ``q = 0``: the quadratic extrapolation in ``sigma = sqrt(q)`` through
+    ``Q_MIN, 2 Q_MIN, 4 Q_MIN``, which removes the ``O(sqrt q)`` term of
+    statistics whose ``phi''`` jumps at 0 (ELU: ``chi1 -> 0.9`` exactly at the
+    edge, not ``0.9 - 4e-7``) and the ``O(q)`` term of smooth ones (tanh at its
+    critical point: ``V'`` and ``chi1`` are ``1`` to rounding, so ``xi_q = inf``);
+    exact for statistics constant near 0 (ReLU). A spread at rounding level
+    (float32, where ``Q_MIN << eps``) is noise, not a correction, and is not
+    extrapolated. ``q = inf``: :func:`limit_at_infinity`.
     """
-    v1, v2 = values[1], values[2]
-    resolved = jnp.abs(v1 - v2) > 64 * jnp.finfo(v1.dtype).eps * jnp.abs(v1)
-    zero = jnp.where(resolved, 2.0 * v1 - v2, v1)
-    return jnp.where(q == 0, zero, jnp.where(jnp.isinf(q), limit_at_infinity(values[3], values[4]), values[0]))
+    v1, v2, v4 = values[1], values[2], values[3]
+    resolved = jnp.abs(v1 - v4) > 64 * jnp.finfo(v1.dtype).eps * jnp.abs(v1)
+    zero = jnp.where(resolved, _limit_at_zero(v1, v2, v4), v1)
+    return jnp.where(q == 0, zero, jnp.where(jnp.isinf(q), limit_at_infinity(values[4], values[5]), values[0]))

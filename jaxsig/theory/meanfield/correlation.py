@@ -190,7 +190,10 @@ def _corr_fixed_point_scalar(act, polar, q, sw2, sb2):
     # root in [0, 1) is attracting, with G = C - c > 0 below it and < 0 above.
     # C'(c*) is the last Newton derivative plus 1: already computed at the root.
     c_root, ok, dg = bracketed_newton(fun, zero, one, one, 0.5 * one, max_iter=100, xtol=8 * jnp.finfo(dtype).eps)
-    ordered = chi1 <= 1
+    # chi1 within rounding of 1 is critical: c = 1 is then a double root of
+    # C(c) - c, where Newton converges only linearly and would stop short.
+    ordered = chi1 <= 1 + rounding_noise(dtype, one)
+    chi1 = jnp.where(jnp.abs(chi1 - 1) <= rounding_noise(dtype, one), 1.0, chi1)
     at_zero = g0 <= rounding_noise(dtype, one)
     c_star = jnp.where(ordered, 1.0, jnp.where(at_zero, 0.0, c_root))
     slope = jnp.where(ordered, chi1, jnp.where(at_zero, slopes[1], dg + 1.0))

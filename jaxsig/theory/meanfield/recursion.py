@@ -1,4 +1,11 @@
-"""The scalar recursion ``T(x) = phi(a x + b)``: fixed point, contraction and Lyapunov functions."""
+"""The scalar recursion ``T(x) = phi(a x + b)``: fixed point, contraction and Lyapunov functions.
+
+Two Lyapunov functions are reported: the squared distance ``V(x) = (x - x*)^2``
+with the global Lipschitz constant, and the Bregman divergence of the primitive
+``D(x) = F(x) - F(x*) - phi(x*)(x - x*)``, ``F = int_0^x phi``, with the constant
+of the descent theorem of :mod:`jaxsig.theory.meanfield.lyapunov` (stated and
+proved there).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from jaxsig.theory.meanfield._common import (
     bracketed_newton,
     resolve_activation,
 )
+from jaxsig.theory.meanfield.lyapunov import bregman_values, descent_rate
 
 
 class ScalarRecursion(NamedTuple):
@@ -27,6 +35,14 @@ class ScalarRecursion(NamedTuple):
       descent: ``L^2``: ``V(T x) <= L^2 V(x)`` for ``V(x) = (x - x*)^2``.
       trajectory: ``x_0, ..., x_steps``.
       converged: ``|T(x*) - x*|`` is at rounding level.
+      bregman: ``D(x_t) = F(x_t) - F(x*) - phi(x*)(x_t - x*)``, ``F = int_0^x phi``,
+        along the trajectory (``steps + 1`` values; ``>= 0`` for nondecreasing ``phi``).
+      bregman_rate: the proven constant ``rho`` with ``D(x_{t+1}) <= rho D(x_t)``
+        for every ``t`` (descent theorem of :mod:`~jaxsig.theory.meanfield.lyapunov`:
+        ``rho = (M / m) L_I^2`` from the range ``[m, M]`` of ``phi'`` on an invariant
+        interval around ``x*`` and the Lipschitz constant ``L_I`` of ``T`` on it);
+        ``inf`` where the theorem's conditions fail (``phi'`` not bounded below by a
+        positive ``m`` there, no invariant interval proven, or no converged ``x*``).
     """
 
     fixed_point: jax.Array
@@ -35,6 +51,8 @@ class ScalarRecursion(NamedTuple):
     descent: jax.Array
     trajectory: jax.Array
     converged: jax.Array
+    bregman: jax.Array
+    bregman_rate: jax.Array
 
 
 # --- Scalar recursion -------------------------------------------------------------------
@@ -147,6 +165,9 @@ def scalar_recursion(phi, a, b, x0, steps: int, *, params: Any = None) -> Scalar
       >>> r = jaxsig.dynamics.scalar_recursion("tanh", 0.5, 0.2, 3.0, 50)
       >>> float(r.lipschitz), bool(r.contracts)
       (0.5, True)
+      >>> r = jaxsig.dynamics.scalar_recursion("tanh", 2.0, 1.0, 0.5, 50)  # L = 2: V proves nothing
+      >>> bool(r.contracts), round(float(r.bregman_rate), 4)
+      (False, 0.0371)
     """
     if not (isinstance(steps, int) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps=}")
@@ -183,4 +204,6 @@ def _scalar_recursion(act, steps, a, b, x0):
     x_init = jax.lax.stop_gradient(x_end)
     x_star, ok = _scalar_fixed_point(act, a, b, x_init, radius)
     ok = jax.lax.stop_gradient(ok) > 0
-    return ScalarRecursion(x_star, lip, contracts, lip * lip, traj, ok)
+    bregman = jax.vmap(lambda x: bregman_values(act, x, x_star))(traj)
+    rate = jnp.where(ok & jnp.isfinite(x_star), descent_rate(act, a, b, x_star, x0), jnp.inf)
+    return ScalarRecursion(x_star, lip, contracts, lip * lip, traj, ok, bregman, rate)

@@ -1,0 +1,176 @@
+"""Hard activations (tests/hard_problems.py): no silent wrong number.
+
+Each class of input that once gave a finite wrong value or a NaN now gives the
+right value, ``inf`` where the quantity diverges, or an explicit status (and a
+warning) where the rule can only approximate it, with the measured error.
+"""
+
+import math
+import warnings
+
+import hard_problems as H
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxsig
+from jaxsig import limits
+
+
+def _sig(phi, sigma=1.0, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return jaxsig.signature_with_aux(phi, sigma, **kw)
+
+
+@pytest.mark.parametrize("name", ["exp", "cosh"])
+def test_exponential_growth_is_measured_not_nan(name):
+    s, aux = _sig(getattr(H, name))
+    exact = H.EXACT[name]
+    assert float(s.m1) == pytest.approx(exact["m1"], rel=1e-13)
+    assert float(s.m2) == pytest.approx(exact["m2"], rel=1e-13)
+    assert float(s.alpha_plus) == math.inf and int(aux.status.alpha_plus) == limits.DIVERGENT
+    if "alpha_minus" in exact:
+        assert float(s.alpha_minus) == -math.inf
+    assert int(aux.growth) == 2 and bool(aux.finite)  # A>1, and every weighted node was finite
+    assert float(s.c) == math.inf and float(s.tv) == math.inf
+
+
+def test_non_integrable_singularity_is_infinite_or_undefined():
+    s, aux = _sig(H.inverse)
+    assert float(s.m2) == math.inf and int(aux.status.m2) == limits.DIVERGENT
+    assert float(s.eta) == math.inf and float(aux.dm2_dsigma) == math.inf
+    # +inf on the right, -inf on the left: E[1/X] does not exist.
+    assert math.isnan(float(s.m1)) and int(aux.status.m1) == limits.NO_LIMIT
+
+
+def test_integrable_singularity_of_the_derivative():
+    with pytest.warns(UserWarning, match="integrable power singularity"):
+        s, aux = jaxsig.signature_with_aux(H.SIGNED_SQRT, 1.0)
+    exact = H.EXACT["signed_sqrt"]
+    assert float(s.g2) == math.inf and float(aux.g4) == math.inf
+    assert int(aux.status.g2) == limits.DIVERGENT
+    # Finite and approximate, as its status says: 3.7e-5 relative measured.
+    assert int(aux.status.g1) == limits.APPROXIMATE
+    assert abs(float(s.g1) - exact["g1"]) <= 1e-4 * exact["g1"]
+    m = jaxsig.moments(H.SIGNED_SQRT, 1.0)
+    assert float(m.g2) == math.inf and float(m.g4) == math.inf
+
+
+def test_damped_oscillation_has_a_limit():
+    s, aux = _sig(H.sinc)
+    assert float(s.alpha_plus) == 0.0
+    assert abs(float(aux.beta_plus)) <= 1e-12 and abs(float(aux.beta_minus)) <= 1e-12
+    assert int(aux.status.c) == limits.DIVERGENT and float(s.c) == math.inf  # int |sin x / x| diverges
+
+
+def test_algebraic_approach_to_the_asymptote():
+    s, aux = _sig(H.x_arctan)
+    exact = H.EXACT["x_arctan"]
+    assert float(s.alpha_plus) == pytest.approx(exact["alpha_plus"], rel=1e-14)
+    # The intercept from second differences (no alpha x cancellation): 1.5e-10 measured.
+    assert float(aux.beta_plus) == pytest.approx(exact["beta_plus"], abs=1e-9)
+    # c: the x^-2 tail beyond the grid is extrapolated; 1.9e-7 relative measured.
+    assert float(s.c) == pytest.approx(exact["c"], rel=1e-6)
+
+
+def test_many_extrema_and_crossings_are_reported():
+    with pytest.warns(UserWarning) as record:
+        s, aux = jaxsig.signature_with_aux(H.wave_packet, 1.0)
+    text = " ".join(str(w.message) for w in record)
+    assert "turning points" in text and "crosses its asymptotes" in text
+    assert int(aux.status.tv) == limits.APPROXIMATE and int(aux.status.c) == limits.APPROXIMATE
+    tv, c = H.wave_packet_tv_and_c()
+    assert float(s.tv) == pytest.approx(tv, rel=1e-6)
+    assert float(s.c) == pytest.approx(c, rel=1e-5)
+
+
+def test_out_of_range_inputs_under_jit_are_nan_with_a_reason():
+    f = jax.jit(lambda s, m: jaxsig.signature_with_aux("gelu", s, mu=m))
+    for sigma, mu in ((-1.0, 0.0), (math.inf, 0.0), (1.0, math.nan), (0.0, 0.0)):
+        s, aux = f(sigma, mu)
+        for field in ("m1", "g1", "g2", "m2", "eta"):
+            assert math.isnan(float(getattr(s, field))), (sigma, mu, field)
+            assert int(getattr(aux.status, field)) == limits.INVALID
+    assert math.isnan(float(jax.jit(lambda s: jaxsig.moments("gelu", s).m2)(-1.0)))
+
+
+def test_limits_at_q_zero_with_a_jump_in_phi_second_derivative():
+    # ELU: phi'' jumps at 0, so the statistics approach q = 0 like sqrt(q).
+    assert float(jaxsig.dynamics.edge_of_chaos("elu", 0.0).sigma_w2) == pytest.approx(1.0, abs=1e-12)
+    assert float(jaxsig.dynamics.fixed_point("elu", 0.9, 0.0).chi1) == pytest.approx(0.9, abs=1e-12)
+    # SELU: phi'(0+) = lam, phi'(0-) = lam alpha, so g2(0+)^2 = lam^2 (1 + alpha^2) / 2.
+    lam, alpha = jaxsig.activations.SELU_SCALE, jaxsig.activations.SELU_ALPHA
+    sw2 = float(jaxsig.dynamics.edge_of_chaos("selu", 0.0).sigma_w2)
+    assert sw2 == pytest.approx(2.0 / (lam**2 * (1.0 + alpha**2)), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "sigma, mu, match",
+    [
+        (1e-8, 0.0, "narrower than the grid resolves even at 0"),
+        (0.01, 1.0, "Shift the input"),
+        (0.05, 3.0, "outside the validated domain"),
+        (50.0, 0.0, "outside the validated domain"),
+        (1e6, 0.0, "x_max=1.67772e\\+07"),
+    ],
+)
+def test_domain_edges_warn_with_a_fix_that_works(sigma, mu, match):
+    with pytest.warns(UserWarning, match=match):
+        jaxsig.moments("gelu", sigma, mu=mu)
+
+
+def test_the_shift_advice_is_exact():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        far = jaxsig.moments("gelu", 0.01, mu=1.0)
+    shifted = jaxsig.moments(lambda x: jax.nn.gelu(x + 1.0, approximate=False), 0.01)
+    # E[gelu(1 + 0.01 Z)]: a smooth function, Taylor to 4th order as the reference.
+    f = lambda t: t * 0.5 * (1 + math.erf(t / math.sqrt(2)))  # noqa: E731
+    h = 1e-3
+    d2 = (f(1 + h) - 2 * f(1) + f(1 - h)) / h**2
+    assert float(shifted.m1) == pytest.approx(f(1.0) + 0.5 * 1e-4 * d2, rel=1e-9)
+    assert abs(float(far.m1) - float(shifted.m1)) > 0  # the unshifted one is the worse
+
+
+def test_a_grid_too_fine_to_build_is_refused():
+    with pytest.raises(ValueError, match="shift the activation"):
+        jaxsig.quadrature.Composite(sigma_min=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_half_precision_is_refused(dtype):
+    with pytest.raises(TypeError, match="float32 or float64"):
+        jaxsig.signature("gelu", jnp.asarray(1.0, dtype))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(sigma=[1.0, np.int32(2)]), "sigma\\[1\\] has dtype int32"),
+        (dict(sigma="1.0"), "sigma must be a number"),
+        (dict(sigma=None), "sigma must be a number"),
+        (dict(sigma=1.0, mu="0"), "mu must be a number"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        jaxsig.signature("gelu", **kwargs)
+
+
+def test_an_undeclared_kink_is_found_and_declaring_it_restores_accuracy():
+    def shifted_relu(x):
+        return jnp.maximum(x - 0.3711, 0.0)
+
+    with pytest.warns(UserWarning, match=r"phi' appears to jump near x = 0\.3"):
+        s, aux = jaxsig.signature_with_aux(shifted_relu, 1.0)
+    assert int(aux.status.g1) == limits.APPROXIMATE
+    exact_g1 = 0.5 * math.erfc(0.3711 / math.sqrt(2))  # P(X > 0.3711)
+    assert abs(float(s.g1) - exact_g1) > 1e-8  # second order only, as the warning says
+    declared = jaxsig.Activation("shifted_relu", shifted_relu, None, (0.3711,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s2, aux2 = jaxsig.signature_with_aux(declared, 1.0)
+    assert int(aux2.status.g1) == limits.CONVERGED
+    assert float(s2.g1) == pytest.approx(exact_g1, abs=1e-15)
