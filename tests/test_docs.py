@@ -1,4 +1,4 @@
-"""The documentation site builds from the docstrings without a single warning."""
+"""The documentation site builds from the docstrings and the notebooks without a single warning."""
 
 import os
 import pathlib
@@ -6,7 +6,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_docs_build_strict(tmp_path):
@@ -26,4 +29,34 @@ def test_docs_build_strict(tmp_path):
     # The rendered reference states the formulas of the docstrings.
     assert "sqrt(E[phi&#39;(X)^2])" in page or "sqrt(E[phi'(X)^2])" in page
     assert "Tail-compensated" in page or "tail-compensated" in page
+    # The notebooks are rendered with the outputs they are committed with (not executed).
+    for nb in NOTEBOOKS:
+        page = (site / "notebooks" / nb.stem / "index.html").read_text()
+        assert "jp-OutputArea-output" in page, nb.name
+        assert "data:image/png" in page, nb.name
+        assert (site / "notebooks" / nb.stem / nb.name).is_file(), nb.name
     shutil.rmtree(site)
+
+
+def _nav_paths(entries):
+    for entry in entries:
+        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+        if isinstance(value, list):
+            yield from _nav_paths(value)
+        else:
+            yield value
+
+
+def test_every_notebook_is_in_the_docs():
+    """docs/notebooks links to notebooks/, and each notebook is in the nav and the index."""
+    yaml = pytest.importorskip("yaml")
+    assert NOTEBOOKS
+    link = ROOT / "docs" / "notebooks"
+    assert link.is_symlink() and link.resolve() == (ROOT / "notebooks").resolve()
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    nav = set(_nav_paths(config["nav"]))
+    index = (ROOT / "docs" / "notebooks.md").read_text()
+    for nb in NOTEBOOKS:
+        assert f"notebooks/{nb.name}" in nav, nb.name
+        assert f"(notebooks/{nb.name})" in index, nb.name
+    assert {p for p in nav if p.endswith(".ipynb")} == {f"notebooks/{nb.name}" for nb in NOTEBOOKS}

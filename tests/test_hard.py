@@ -174,3 +174,20 @@ def test_an_undeclared_kink_is_found_and_declaring_it_restores_accuracy():
         s2, aux2 = jaxsig.signature_with_aux(declared, 1.0)
     assert int(aux2.status.g1) == limits.CONVERGED
     assert float(s2.g1) == pytest.approx(exact_g1, abs=1e-15)
+
+
+def test_oscillation_the_grid_does_not_resolve_is_flagged():
+    # E[sin(X)^2] = (1 - exp(-2 sigma^2)) / 2. At sigma = 20 the default Gaussian
+    # grid's outer panels hold many periods: the result is flagged, never silent,
+    # and the advised rule is exact.
+    with pytest.warns(UserWarning, match="varies faster"):
+        _, aux = jaxsig.signature_with_aux("sin", 20.0)
+    assert int(aux.status.m2) == limits.APPROXIMATE
+    with pytest.warns(UserWarning, match="gaussian_panel_sigmas=2"):
+        jaxsig.moments("sin", 20.0)
+    fine = jaxsig.quadrature.Composite(gaussian_panel_sigmas=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = jaxsig.moments("sin", jnp.asarray([3.0, 20.0]), rule=fine)
+        jaxsig.moments("sin", 3.0)  # resolved by the default grid: no warning
+    np.testing.assert_allclose(m.m2, (1 - np.exp(-2 * np.array([3.0, 20.0]) ** 2)) / 2, rtol=0, atol=1e-13)

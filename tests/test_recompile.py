@@ -95,3 +95,45 @@ def test_new_shapes_do_retrace(new_shape):
     before = TRACES["n"]
     jaxsig.moments(counted, jnp.full(new_shape, 1.1), params=_params(1.0, 1.0))
     assert TRACES["n"] > before
+
+
+def _shifted_relu(x):
+    if isinstance(x, jax.core.Tracer):
+        TRACES["n"] += 1
+    return jnp.maximum(x - 0.3, 0.0) + jnp.maximum(x - 1.7, 0.0)
+
+
+def test_moments_new_kink_sets_do_not_retrace():
+    # Kinks are data (padded slots): the same function with other kink positions,
+    # or a new Activation object around it, reuses the compiled program.
+    def call(k1, k2):
+        act = jaxsig.Activation("two_kinks", _shifted_relu, None, (k1, k2))
+        return jaxsig.moments(act, jnp.asarray([0.5, 1.0]))
+
+    assert _traces_for(call, [(0.3, 1.7), (0.31, 1.69), (-0.5, 2.5)]) == 0
+    # The declared kinks do cut the grid: only at the true kinks is it exact.
+    exact = call(0.3, 1.7)
+    off = call(0.31, 1.69)
+    assert float(jnp.max(jnp.abs(exact.g1 - off.g1))) > 1e-6
+
+
+def test_moments_new_sigma_values_and_mu_do_not_retrace():
+    def call(s, m):
+        return jaxsig.moments("gelu", jnp.asarray([s, 2 * s, 3 * s]), mu=m)
+
+    assert _traces_for(lambda s, m: call(s, m), [(0.5, 0.0), (0.7, 0.3), (1.9, -1.0)]) == 0
+
+
+def test_new_sigma_shapes_in_one_bucket_do_not_retrace():
+    # Eager calls pad sigma to a power-of-two size: 5, 6, 7 and 8 values share a program.
+    def call(n):
+        out = jaxsig.moments(counted, jnp.linspace(0.5, 2.0, n), params=_params(1.0, 1.0))
+        assert out.m2.shape == (n,)
+        return out
+
+    assert _traces_for(call, [(5,), (6,), (7,), (8,)]) == 0
+    s = jaxsig.signature(counted, jnp.linspace(0.5, 2.0, 6).reshape(2, 3), params=_params(1.0, 1.0))
+    ref = jaxsig.signature(counted, 2.0, params=_params(1.0, 1.0))
+    assert s.m2.shape == (2, 3)
+    # The same sums, blocked differently by the matrix product: equal to a few ulps.
+    np.testing.assert_allclose(float(s.m2[1, 2]), float(ref.m2), rtol=4 * np.finfo(np.float64).eps)

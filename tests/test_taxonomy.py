@@ -450,6 +450,16 @@ def test_format_number():
     assert (f(1 / 3), f(1 / 3, 6), f(12345678.0), f(1e-9)) == ("0.3333", "0.333333", "1.235e+07", "1e-09")
 
 
+def test_classify_finds_kinks_nobody_declared():
+    # A plain callable with kinks at 0.3711 and -1.25 (not declared): classify
+    # locates them from the jumps of phi' (the core warns too) and does not call it smooth.
+    phi = lambda x: jnp.maximum(x - 0.3711, 0.0) - 0.5 * jnp.maximum(x + 1.25, 0.0)  # noqa: E731
+    with pytest.warns(UserWarning, match="no kink is declared"):
+        c = taxonomy.classify(phi)
+    np.testing.assert_allclose(c.kinks, (-1.25, 0.3711), atol=1e-9)
+    assert not c.smooth
+
+
 STUDY_JSON = pathlib.Path(__file__).resolve().parents[1] / "examples" / "criticality_study.json"
 
 

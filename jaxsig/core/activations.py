@@ -82,14 +82,18 @@ class Activation:
       fn: ``fn(x)`` when ``params`` is ``None``, else ``fn(x, params)``.
       params: default parameters (a pytree of floats or arrays), or ``None``.
       kinks: points where ``phi'`` may jump; used as quadrature panel edges so
-        that Gaussian expectations stay exact. ``0`` is always an edge.
+        that Gaussian expectations stay exact. ``0`` is always an edge. Either
+        numbers, or a function ``kinks(params)`` returning an array of
+        breakpoints that move with the parameters (a piecewise-linear family
+        with learnable breakpoints): the Gaussian statistics are then cut at
+        them and differentiable in them.
       formula: the definition, for tables and docs.
     """
 
     name: str
     fn: Callable[..., jax.Array]
     params: Any = None
-    kinks: tuple[float, ...] = ()
+    kinks: tuple[float, ...] | Callable[[Any], jax.Array] = ()
     formula: str = ""
 
     def __call__(self, x, params=None):
@@ -132,16 +136,25 @@ class Prepared:
       params: the parameters (a pytree of arrays), or ``None``.
       name: for messages.
       kinks: points where ``phi'`` may jump (sorted, unique).
+      kink_fn: ``kink_fn(params)``, breakpoints that move with the parameters, or ``None``.
     """
 
     fn: Callable[..., jax.Array]
     params: Any
     name: str
     kinks: tuple[float, ...]
+    kink_fn: Callable[[Any], jax.Array] | None = None
 
     def __call__(self, x):
         """``phi(x; params)``."""
         return self.fn(x) if self.params is None else self.fn(x, self.params)
+
+    def breakpoints(self):
+        """The breakpoints that depend on the parameters (``kink_fn(params)``,
+        flattened), or ``None``."""
+        if self.kink_fn is None:
+            return None
+        return jnp.ravel(jnp.asarray(self.kink_fn(self.params)))
 
     def replace(self, **changes) -> "Prepared":
         """A copy with some fields replaced (``act.replace(params=p)``)."""
@@ -150,8 +163,8 @@ class Prepared:
 
 jax.tree_util.register_pytree_node(
     Prepared,
-    lambda a: ((a.params,), (a.fn, a.name, a.kinks)),
-    lambda meta, children: Prepared(meta[0], children[0], meta[1], meta[2]),
+    lambda a: ((a.params,), (a.fn, a.name, a.kinks, a.kink_fn)),
+    lambda meta, children: Prepared(meta[0], children[0], meta[1], meta[2], meta[3]),
 )
 
 
@@ -451,6 +464,8 @@ def prepare(phi, params=None, *, dtype) -> Prepared:
             raise TypeError(
                 f"params of {act.name!r} must be a pytree of numbers or arrays, got {act.params!r} ({e})"
             ) from e
+    if callable(act.kinks):
+        return Prepared(act.fn, cast, act.name, (), act.kinks)
     return Prepared(act.fn, cast, act.name, tuple(sorted({float(k) for k in act.kinks})))
 
 
@@ -468,7 +483,7 @@ def as_activation(phi, params=None, kinks=()) -> Activation:
     elif isinstance(phi, Activation):
         act = phi
     elif isinstance(phi, Prepared):
-        act = Activation(phi.name, phi.fn, phi.params, phi.kinks)
+        act = Activation(phi.name, phi.fn, phi.params, phi.kink_fn or phi.kinks)
     elif callable(phi):
         name = getattr(phi, "__name__", None) or type(phi).__name__
         act = Activation(name, phi, None, ())
@@ -477,10 +492,12 @@ def as_activation(phi, params=None, kinks=()) -> Activation:
             f"phi must be a callable phi(x) or phi(x, params), an Activation, or a "
             f"registered name, got {type(phi).__name__}"
         )
+    if kinks and callable(act.kinks):
+        raise TypeError(f"{act.name!r} has breakpoints given by a function of its parameters; put extra kinks there")
     if params is not None or kinks:
         act = dataclasses.replace(
             act,
             params=act.params if params is None else params,
-            kinks=tuple(act.kinks) + tuple(float(k) for k in kinks),
+            kinks=act.kinks if callable(act.kinks) else tuple(act.kinks) + tuple(float(k) for k in kinks),
         )
     return act

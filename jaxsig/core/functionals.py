@@ -20,6 +20,7 @@ Each function returns its values with a :class:`~jaxsig.core.limits.Status`.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -460,6 +461,23 @@ def _growth_exponent(seq):
     return jnp.where(overflow, jnp.inf, jnp.where(steady, jnp.mean(p, axis=-1), 0.0))
 
 
+def kink_ladders(kinks, dtype):
+    """The ladders ``b +- 2**-k`` toward ``0`` and each of ``kinks`` (an array; ``NaN``
+    entries are empty slots), ``k = 4 .. 40`` (float32: ``.. 21``), as the line
+    builds them (:attr:`jaxsig.quadrature.Line.inner`), but from data.
+
+    Returns:
+      ``(x, empty)``: points ``(1 + K, 2, k)`` and a mask ``(1 + K,)`` of empty
+      slots (their points are 0).
+    """
+    b = jnp.concatenate([jnp.zeros(1, dtype), jnp.asarray(kinks, dtype)])
+    empty = ~jnp.isfinite(b)
+    b = jnp.where(empty, 0.0, b)
+    depth = min(int(math.floor(-math.log2(4 * _eps(dtype)))), 40)
+    off = jnp.asarray(2.0 ** -np.arange(4, depth + 1), dtype)
+    return jnp.stack([b[:, None] - off, b[:, None] + off], axis=1), empty
+
+
 def singularities(v0, v1) -> Singularities:
     """Power singularities of ``phi`` and ``phi'`` at the kinks (and at 0), from
     their values ``v0``, ``v1`` on the ladders ``b +- 2**-k`` of the line
@@ -504,6 +522,15 @@ def undeclared_kinks(line, x, f1, f2, dtype):
       ``(count, where)``: the number of flagged intervals and the midpoint of the
       first one (``NaN`` if none).
     """
+    flagged = jump_intervals(line, x, f1, f2, dtype)
+    first = jnp.argmax(flagged)
+    where = jnp.where(jnp.any(flagged), 0.5 * (x[first] + x[first + 1]), jnp.nan)
+    return jnp.sum(flagged), where
+
+
+def jump_intervals(line, x, f1, f2, dtype):
+    """The mask of intervals ``[x_i, x_{i+1}]`` of the line where ``phi'`` jumps at
+    no declared kink (the test of :func:`undeclared_kinks`)."""
     eps = _eps(dtype)
     h = x[1:] - x[:-1]
     fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
@@ -513,7 +540,4 @@ def undeclared_kinks(line, x, f1, f2, dtype):
     inside = np.zeros(h.shape, bool)
     inside[line.body.start : line.body.stop - 1] = True
     flagged = ok & inside & ~jnp.asarray(line.split) & (step > smooth_bound)
-    flagged = flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))
-    first = jnp.argmax(flagged)
-    where = jnp.where(jnp.any(flagged), 0.5 * (x[first] + x[first + 1]), jnp.nan)
-    return jnp.sum(flagged), where
+    return flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))

@@ -33,6 +33,7 @@ whose limit does not exist (``x sin x``) is ``NaN``; ``c`` is then ``inf``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import warnings
@@ -43,10 +44,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsig.core import activations as _activations
-from jaxsig.core import functionals, limits, quadrature
+from jaxsig.core import functionals, gaussian, limits, quadrature
 from jaxsig.core._numerics import derivatives, is_concrete
 from jaxsig.core._validate import check_range, working_dtype
-from jaxsig.core.gaussian import Moments, expectations, statistics
+from jaxsig.core.gaussian import Moments, statistics
 
 __all__ = [
     "Signature",
@@ -238,11 +239,13 @@ def signature_with_aux(
       (1.0, 0)
     """
     act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
+    shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
     samples = _sample(act, rule, sigma, mu)
-    sig, aux = _assemble(rule, sigma, mu, samples)
+    sig, aux, error = _unpad(_assemble(rule, sigma, mu, samples), shape)
     _check_finite(act, rule, aux.finite, sigma.dtype)
+    unresolved = _warn_unresolved(act, error)
     found = _warn_undeclared_kinks(act, samples)
-    _warn_approximate(act, aux.status, skip_gaussian=found)
+    _warn_approximate(act, aux.status, skip_gaussian=found or unresolved)
     return sig, aux
 
 
@@ -265,9 +268,43 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
       2.0
     """
     act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
-    out = _moments(act, rule, sigma, mu)
+    # Kinks travel as data (padded slots): a new kink set, or a new activation
+    # object around the same function, reuses the compiled program.
+    kinks = jnp.asarray(quadrature._pad_slots(getattr(rule, "kinks", ())), sigma.dtype)
+    shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
+    out, error = _unpad(_moments(act.replace(kinks=()), _kink_free(rule), sigma, mu, kinks), shape)
     _check_finite(act, rule, out.finite, sigma.dtype)
+    _warn_unresolved(act, error)
     return out
+
+
+def _kink_free(rule):
+    return dataclasses.replace(rule, kinks=()) if isinstance(rule, quadrature.Composite) else rule
+
+
+def _bucketed(sigma, mu):
+    """Concrete ``sigma``, ``mu`` flattened and padded (with their last entry) to
+    a power-of-two size, so that eager calls with 5, 6, 7 or 8 values share one
+    compiled program; traced inputs (under the caller's ``jit``) are left alone."""
+    if not is_concrete(sigma, mu):
+        return sigma, mu
+    n = max(1, sigma.size)
+    size = 1 << (n - 1).bit_length()
+    return tuple(jnp.pad(v.reshape(-1), (0, size - v.size), mode="edge") for v in (sigma, mu))
+
+
+def _unpad(tree, shape):
+    """Undo :func:`_bucketed` on every array of ``tree`` (a no-op when it did nothing)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves or leaves[0].shape == shape:
+        return tree
+    return _slice_to(tree, shape)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _slice_to(tree, shape):
+    n = math.prod(shape)
+    return jax.tree_util.tree_map(lambda v: v[:n].reshape(shape), tree)
 
 
 # --- Input preparation and checks --------------------------------------------
@@ -281,6 +318,12 @@ def prepare_inputs(phi, params, sigma, mu, rule):
     dtype = working_dtype({"sigma": sigma, "mu": mu}, _activations.as_activation(phi, params).params)
     act = _activations.prepare(phi, params, dtype=dtype)
     rule = quadrature.get_rule(rule).with_kinks(act.kinks)
+    moving = act.breakpoints()
+    if moving is not None and is_concrete(moving):
+        # Breakpoints that depend on the parameters, at concrete values: the line
+        # (slopes, tv, c) is cut there too. Under jit only the Gaussian
+        # statistics see them; tv and c then report kinks they find as APPROXIMATE.
+        rule = rule.with_kinks(tuple(float(k) for k in np.asarray(moving) if np.isfinite(k)))
     sigma = jnp.asarray(sigma, dtype)
     mu = jnp.asarray(mu, dtype)
     check_range("sigma", sigma, low=0.0, strict=True, hint="the input scale: pre-activations are mu + sigma * Z")
@@ -361,7 +404,7 @@ def _check_domain(rule, sigma, mu):
             "(the graded panels grow geometrically: the node count grows only with log(x_max)).",
             stacklevel=3,
         )
-    h_inner = rule.panel_sigmas * rule.sigma_min * 2.0**-rule.inner_levels
+    h_inner = rule.h_inner
     at_zero = np.abs(m) <= 8.0 * s
     tiny = at_zero & (s * rule.panel_sigmas < h_inner)
     if np.any(tiny):
@@ -432,6 +475,19 @@ def _warn_undeclared_kinks(act, samples) -> bool:
     return True
 
 
+def _warn_unresolved(act, error):
+    if not is_concrete(error) or not np.any(np.asarray(error) > gaussian.UNRESOLVED):
+        return False
+    warnings.warn(
+        f"{act.name!r}: phi varies faster than the Gaussian grid's panels resolve where the density has mass (fast "
+        "oscillation, or a kink that is not declared) "
+        f"(error bound {float(np.max(np.asarray(error))):.1g}; status APPROXIMATE). Use narrower panels: "
+        "rule=jaxsig.quadrature.Composite(gaussian_panel_sigmas=2) (or 1 for faster oscillation).",
+        stacklevel=3,
+    )
+    return True
+
+
 def _warn_approximate(act, status, skip_gaussian=False):
     if not is_concrete(status):
         return
@@ -455,8 +511,8 @@ class _Samples(NamedTuple):
       capped: more turning intervals than the polished slots.
       kinks_found, kink_near: intervals where ``phi'`` jumps at no declared kink,
         and the midpoint of the first (:func:`jaxsig.core.functionals.undeclared_kinks`).
-      g0, g1: ``phi``, ``phi'`` at the Gaussian nodes of a non-composite rule
-        (else ``None``; the composite rule reads them off ``f0``, ``f1``).
+      xg, wg: the Gaussian nodes and weights (:func:`jaxsig.core.gaussian.nodes`).
+      g0, g1: ``phi``, ``phi'`` at the Gaussian nodes.
     """
 
     f0: jax.Array
@@ -466,8 +522,10 @@ class _Samples(NamedTuple):
     capped: jax.Array
     kinks_found: jax.Array
     kink_near: jax.Array
-    g0: Optional[jax.Array]
-    g1: Optional[jax.Array]
+    xg: jax.Array
+    wg: jax.Array
+    g0: jax.Array
+    g1: jax.Array
 
 
 # The signature is computed in two compiled stages. ``_sample`` is the only
@@ -485,11 +543,9 @@ def _sample(act, rule, sigma, mu) -> _Samples:
     f0, f1, f2 = derivatives(act, x, 2)
     peak, capped = functionals.extrema_of_slope(act, line, x, f1, f2)
     kinks_found, kink_near = functionals.undeclared_kinks(line, x, f1, f2, dtype)
-    g0 = g1 = None
-    if not isinstance(rule, quadrature.Composite):
-        xg, _ = rule.gaussian(sigma, mu, dtype)
-        g0, g1 = derivatives(act, xg, 1)
-    return _Samples(f0, f1, f2, peak, capped, kinks_found, kink_near, g0, g1)
+    xg, wg = gaussian.nodes(act, rule, sigma, mu)
+    g0, g1 = derivatives(act, xg, 1)
+    return _Samples(f0, f1, f2, peak, capped, kinks_found, kink_near, xg, wg, g0, g1)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -498,19 +554,14 @@ def _assemble(rule, sigma, mu, samples: _Samples):
     line = rule.line(dtype)
     x = jnp.asarray(line.x, dtype)
     f0, f1, f2 = samples.f0, samples.f1, samples.f2
-    if isinstance(rule, quadrature.Composite):
-        body = line.body
-        xg = x[body]
-        wg = quadrature.gaussian_weights(xg, jnp.asarray(line.w[body], dtype), sigma, mu)
-        g0, g1v = f0[body], f1[body]
-    else:
-        xg, wg = rule.gaussian(sigma, mu, dtype)
-        g0, g1v = samples.g0, samples.g1
+    mirrored = getattr(rule, "mirrored", 0) if samples.xg.ndim == 1 else 0
+    stats = statistics(samples.xg, samples.wg, samples.g0, samples.g1, sigma, mu, mirrored=mirrored)
     inner = jnp.asarray(line.inner)
     sing = functionals.singularities(f0[inner], f1[inner])
     # A jump of phi' at no declared kink costs the Gaussian sums their order.
     sing = sing._replace(integrable=sing.integrable | (samples.kinks_found > 0))
-    gauss, g_status = _checked(statistics(xg, wg, g0, g1v, sigma, mu), sing, sigma, mu)
+    error = gaussian.resolution(rule, samples.wg, samples.g0, samples.g1, sigma)
+    gauss, g_status = _checked(stats, sing, sigma, mu, error > gaussian.UNRESOLVED)
 
     slopes = functionals.slopes(line, x, f0, dtype)
     tv, tv_status = functionals.total_variation(line, x, f1, f2, samples.peak, dtype)
@@ -553,18 +604,27 @@ def _assemble(rule, sigma, mu, samples: _Samples):
         finite=bc(gauss.finite),
         status=status,
     )
-    return sig, aux
+    return sig, aux, error
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
-def _moments(act, rule, sigma, mu) -> Moments:
-    dtype = sigma.dtype
-    xi = jnp.asarray(rule.line(dtype).x, dtype)[jnp.asarray(rule.line(dtype).inner)]
+def _moments(act, rule, sigma, mu, kinks) -> Moments:
+    moving = act.breakpoints()
+    every = kinks if moving is None else jnp.concatenate([kinks, moving.astype(kinks.dtype)])
+    xi, empty = functionals.kink_ladders(every, sigma.dtype)
     v0, v1 = derivatives(act, xi, 1)
-    return _checked(expectations(act, rule, sigma, mu), functionals.singularities(v0, v1), sigma, mu)[0]
+    # Empty slots see a constant: no singularity.
+    v0, v1 = (jnp.where(empty[:, None, None], 1.0, v) for v in (v0, v1))
+    sing = functionals.singularities(v0, v1)
+    x, w = gaussian.nodes(act, rule, sigma, mu, kinks)
+    f0, f1 = derivatives(act, x, 1)
+    mirrored = getattr(rule, "mirrored", 0) if x.ndim == 1 else 0
+    error = gaussian.resolution(rule, w, f0, f1, sigma)
+    stats = statistics(x, w, f0, f1, sigma, mu, mirrored=mirrored)
+    return _checked(stats, sing, sigma, mu, error > gaussian.UNRESOLVED)[0], error
 
 
-def _checked(gauss: Moments, sing, sigma, mu):
+def _checked(gauss: Moments, sing, sigma, mu, unresolved=False):
     """The Gaussian statistics with what the quadrature cannot see put right, and
     a status per field.
 
@@ -573,8 +633,9 @@ def _checked(gauss: Moments, sing, sigma, mu):
       with the sign of the divergence; ``NaN``, status ``NO_LIMIT``, where the
       two sides diverge with opposite signs, as ``E[1/X]``); ``eta`` and
       ``dm2/dsigma`` follow ``m2``.
-    * An integrable singularity of ``phi'`` leaves the statistics finite but
-      ``APPROXIMATE``.
+    * An integrable singularity of ``phi'``, or oscillation the panels do not
+      resolve (``unresolved``, :func:`jaxsig.core.gaussian.resolution`), leaves
+      the statistics finite but ``APPROXIMATE``.
     * Under ``jit``, ``sigma <= 0`` or non-finite ``sigma``, ``mu`` give ``NaN``
       with status ``INVALID`` (eager calls raise instead).
     """
@@ -582,7 +643,7 @@ def _checked(gauss: Moments, sing, sigma, mu):
     nan = jnp.asarray(jnp.nan, gauss.m1.dtype)
     valid = jnp.isfinite(sigma) & (sigma > 0) & jnp.isfinite(mu)
     base = jnp.where(gauss.finite, limits.CONVERGED, limits.NON_FINITE)
-    base = jnp.where(sing.integrable & gauss.finite, limits.APPROXIMATE, base)
+    base = jnp.where((sing.integrable | unresolved) & gauss.finite, limits.APPROXIMATE, base)
 
     def signed(v, div, sign):
         return jnp.where(div, jnp.where(sign == 0, nan, sign * inf), v)

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsig.core import activations as _activations
-from jaxsig.core import quadrature
+from jaxsig.core import functionals, quadrature
 from jaxsig.core._format import format_number
 from jaxsig.core._numerics import derivatives, is_concrete
 from jaxsig.core.signature import FIELDS, GROWTH_CLASSES, Auxiliary, Signature
@@ -182,11 +182,12 @@ def classify(phi, *, params: Any = None, signature=None, dtype=None) -> Classifi
     near_kink = np.array(probes)[:, None] + np.array([-1.0, 1.0, -1024.0, 1024.0]) * hs[:, None]
     # One compiled evaluation of phi, phi', phi'' at every point the tests need.
     pts = np.concatenate([x, -xp, near_kink.ravel()])
-    f0, f1, f2 = _probe(_activations.prepare(act, dtype=dtype), jnp.asarray(pts, dtype))
+    prepared = _activations.prepare(act, dtype=dtype)
+    f0, f1, f2 = _probe(prepared, jnp.asarray(pts, dtype))
     n, m = x.size, xp.size
     fp, fm = f0[:n][x > 0], f0[n : n + m]
     kd1, kd2 = f1[n + m :].reshape(-1, 4), f2[n + m :].reshape(-1, 4)
-    f0, f1 = f0[:n], f1[:n]
+    f0, f1, f2 = f0[:n], f1[:n], f2[:n]
 
     # Growth class (and boundedness) as the core decides it: see Auxiliary.growth.
     growth = GROWTH_CLASSES[int(_single(aux.growth, "growth"))]
@@ -206,6 +207,12 @@ def classify(phi, *, params: Any = None, signature=None, dtype=None) -> Classifi
         if abs(d1[1] - d1[0]) > bound + 64 * eps * (abs(d1[0]) + abs(d1[1])):
             kinks.append(float(b))
         cusp |= bool(np.any(np.abs(d1[:2]) > 16 * np.abs(d1[2:]) + 1))
+    # Kinks nobody declared: where phi' jumps between neighbouring points of the
+    # line (the core's test), located by bisection.
+    jumps = np.asarray(functionals.jump_intervals(line, x, f1, f2, dtype))
+    if np.any(jumps):
+        (i,) = np.nonzero(jumps)
+        kinks = sorted(kinks + _locate_jumps(prepared, x[i], x[i + 1], dtype))
     smooth = not kinks and not cusp and bool(np.all(np.isfinite(f1)))
 
     tol = 64 * eps * (np.abs(fp) + np.abs(fm)) + float(jnp.finfo(dtype).tiny)
@@ -264,6 +271,20 @@ def _single(v, name) -> float:
 @jax.jit
 def _probe_jit(act, x):
     return derivatives(act, x, 2)
+
+
+def _locate_jumps(act, a, b, dtype) -> list[float]:
+    """The points in ``[a_i, b_i]`` where ``phi'`` jumps, by bisection on the side
+    that holds the larger change of ``phi'`` (to about ``2**-40`` of the interval)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    da, db = _probe(act, jnp.asarray(np.concatenate([a, b]), dtype))[1].reshape(2, -1)
+    for _ in range(40):
+        mid = 0.5 * (a + b)
+        dm = _probe(act, jnp.asarray(mid, dtype))[1]
+        left = np.abs(dm - da) >= np.abs(db - dm)
+        b, db = np.where(left, mid, b), np.where(left, dm, db)
+        a, da = np.where(left, a, mid), np.where(left, da, dm)
+    return [float(v) for v in np.unique(np.round(0.5 * (a + b), 10))]
 
 
 def _probe(act, x):
