@@ -62,9 +62,20 @@ def designed_activation():
     return res
 
 
-def xi_c(act, sw2, sb2):
-    """``xi_c`` at the fixed point ``q*`` the variance map reaches from ``q0 = 1``."""
-    return np.asarray(jaxsig.dynamics.depth_scales(act, np.asarray(sw2, float), sb2).xi_c)
+def xi_c(act, sw2, sb2, chunk=16):
+    """``xi_c`` at the fixed point ``q*`` the variance map reaches from ``q0 = 1``.
+
+    In chunks: the correlation solver vmaps a 2-D quadrature over its inputs, and hundreds at
+    once need gigabytes.
+    """
+    sw2 = np.asarray(sw2, float)
+    parts = [jaxsig.dynamics.depth_scales(act, sw2[i : i + chunk], sb2).xi_c for i in range(0, sw2.size, chunk)]
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def q_star(act, sw2, sb2):
+    """The fixed point of the variance map reached from ``q0 = 1`` (``inf``: the variance diverges)."""
+    return np.asarray(jaxsig.dynamics.fixed_point(act, np.asarray(sw2, float), sb2).q_star)
 
 
 def jsonable(tree):
@@ -87,23 +98,51 @@ def auc(score, positive):
     return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
 
 
-def separation(depths, xi, trained):
-    """How well ``L <= k xi_c`` separates trained (``trained[i, j]`` for ``sW^2_i``, depth ``j``) from not."""
+def separation(depths, xi, trained, finite_q=None):
+    """How well ``L <= k xi_c`` separates trained (``trained[i, j]`` for ``sW^2_i``, depth ``j``) from not.
+
+    With ``finite_q``, the rule also requires the variance fixed point to be finite (where
+    ``q* = inf`` the pre-activations grow without bound with depth, which mean-field
+    correlation theory takes for granted not to happen).
+    """
     L = np.asarray(depths, float)[None, :]
     xi = np.asarray(xi)[:, None]
+    ok = np.ones_like(xi, bool) if finite_q is None else np.asarray(finite_q)[:, None]
     ks = np.geomspace(0.25, 64, 113)
-    agree = np.array([np.mean((L <= k * xi) == trained) for k in ks])
-    score = np.log(np.where(np.isfinite(xi), xi, 1e12) / L)
+    agree = np.array([np.mean(((L <= k * xi) & ok) == trained) for k in ks])
+    score = np.where(ok, np.log(np.where(np.isfinite(xi), xi, 1e12) / L), -np.inf)
+    rule = (L <= RULE_K * xi) & ok
+    rows = np.broadcast_to(ok, trained.shape)
     return {
-        "agreement_6": float(np.mean((L <= RULE_K * xi) == trained)),
-        "false_trainable_6": int(np.sum((L <= RULE_K * xi) & ~trained)),
-        "false_untrainable_6": int(np.sum((L > RULE_K * xi) & trained)),
+        "agreement_6": float(np.mean(rule == trained)),
+        "agreement_6_where_q_finite": float(np.mean((rule == trained)[rows])) if rows.any() else float("nan"),
+        "cells_q_finite": int(rows.sum()),
+        "false_trainable_6": int(np.sum(rule & ~trained)),
+        "false_untrainable_6": int(np.sum(~rule & trained)),
         "best_k": float(ks[np.argmax(agree)]),
         "agreement_best": float(agree.max()),
         "auc": auc(np.broadcast_to(score, trained.shape).ravel(), trained.ravel()),
         "cells": int(trained.size),
         "trained_cells": int(trained.sum()),
     }
+
+
+def analyse(r, act):
+    """The theory for a grid of results ``r`` (its accuracies kept): xi_c, q*, the separations."""
+    sw2, sb2, critical = np.asarray(r["sigma_w2"]), r["sigma_b2"], r["critical_sigma_w2"]
+    fine = critical * np.geomspace(RATIOS[0] * 0.9, RATIOS[-1] * 1.1, 128)
+    xi, q = xi_c(act, sw2, sb2), q_star(act, sw2, sb2)
+    trained = np.asarray(r["train_accuracy"]).mean(2) >= THRESHOLD
+    r.update(
+        xi_c=[float(v) for v in xi],
+        q_star=[float(v) for v in q],
+        fine_sigma_w2=fine.tolist(),
+        fine_xi_c=[float(v) for v in xi_c(act, fine, sb2)],
+        fine_q_star=[float(v) for v in q_star(act, fine, sb2)],
+        separation=separation(r["depths"], xi, trained),
+        separation_finite_q=separation(r["depths"], xi, trained, np.isfinite(q)),
+    )
+    return r
 
 
 def grid(act, sw2, sb2, data, seeds, steps):
@@ -127,26 +166,14 @@ def study(name, act, sb2, critical, data, seeds, steps):
     sw2 = critical * RATIOS
     print(f"{name}: sb2 = {sb2}, critical sW2 = {critical:.4f}, grid {np.round(sw2, 3)}", flush=True)
     train, test = grid(act, sw2, sb2, data, seeds, steps)
-    xi = xi_c(act, sw2, sb2)
-    fine = critical * np.geomspace(RATIOS[0] * 0.9, RATIOS[-1] * 1.1, 241)
-    sep = separation(DEPTHS, xi, train.mean(2) >= THRESHOLD)
-    return {
-        "activation": name,
-        "sigma_b2": sb2,
-        "critical_sigma_w2": float(critical),
-        "sigma_w2": sw2.tolist(),
-        "depths": list(DEPTHS),
-        "xi_c": [float(v) for v in xi],
-        "fine_sigma_w2": fine.tolist(),
-        "fine_xi_c": [float(v) for v in xi_c(act, fine, sb2)],
-        "train_accuracy": train.tolist(),
-        "test_accuracy": test.tolist(),
-        "separation": sep,
-    }
+    r = {"activation": name, "sigma_b2": sb2, "critical_sigma_w2": float(critical), "sigma_w2": sw2.tolist()}
+    r.update(depths=list(DEPTHS), train_accuracy=train.tolist(), test_accuracy=test.tolist())
+    return analyse(r, act)
 
 
 def plot(results, path):
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -160,12 +187,20 @@ def plot(results, path):
         edges_y = np.concatenate([[depths[0] / np.sqrt(2)], depths * np.sqrt(2)])
         mesh = ax.pcolormesh(edges_x, edges_y, acc, vmin=0.1, vmax=1.0, cmap="viridis")
         fine, fxi = np.asarray(r["fine_sigma_w2"]), np.asarray(r["fine_xi_c"])
-        ax.plot(fine, np.minimum(RULE_K * fxi, 1e4), color="w", lw=2, label="6 xi_c (jaxsig)")
+        diverges = ~np.isfinite(np.asarray(r["fine_q_star"]))
+        ax.plot(
+            fine, np.where(diverges, np.nan, np.minimum(RULE_K * fxi, 1e4)), color="w", lw=2, label="6 xi_c (jaxsig)"
+        )
+        if diverges.any():
+            ax.fill_between(fine, edges_y[0], edges_y[-1], where=diverges, facecolor="none", edgecolor="w",
+                            hatch="//", lw=0, label="q* = inf: the variance diverges")  # fmt: skip
         ax.axvline(r["critical_sigma_w2"], color="w", ls=":", lw=1)
         ax.set(xscale="log", yscale="log", ylim=(edges_y[0], edges_y[-1]), xlabel="sigma_w^2", ylabel="depth L")
-        s = r["separation"]
+        ax.set_xticks(sw2, [f"{v:.2g}" for v in sw2])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        s = r["separation_finite_q"]
         ax.set_title(
-            f"{r['activation']} (sb^2 = {r['sigma_b2']}): agreement {s['agreement_6']:.2f}, AUC {s['auc']:.2f}"
+            f"{r['activation']} (sb^2 = {r['sigma_b2']}): rule right on {s['agreement_6']:.0%}, AUC {s['auc']:.2f}"
         )
         ax.legend(loc="upper right", fontsize=8)
         fig.colorbar(mesh, ax=ax, label="training accuracy")
@@ -173,31 +208,38 @@ def plot(results, path):
     fig.savefig(path, dpi=120)
 
 
+def _verdict(s, what):
+    return (
+        f"{what} is right on {s['agreement_6']:.0%} of the cells ({s['false_trainable_6']} predicted trainable "
+        f"but not trained, {s['false_untrainable_6']} trained though predicted not); the best factor is "
+        f"k = {s['best_k']:.2f} ({s['agreement_best']:.0%}); the AUC of log(xi_c / L) is {s['auc']:.3f}"
+    )
+
+
 def markdown(results, args, seconds):
     lines = ["# Trainability against 6 xi_c (Schoenholz et al. 2017), reproduced on digits", ""]
     for r in results:
-        s = r["separation"]
+        s, sq = r["separation"], r["separation_finite_q"]
         lines += [f"## {r['activation']}, sb^2 = {r['sigma_b2']} (critical sW^2 = {r['critical_sigma_w2']:.4f})", ""]
-        lines += ["| sW^2 | xi_c | 6 xi_c | " + " | ".join(f"L={d}" for d in r["depths"]) + " |"]
-        lines += ["|---" * (3 + len(r["depths"])) + "|"]
+        lines += ["| sW^2 | q* | xi_c | 6 xi_c | " + " | ".join(f"L={d}" for d in r["depths"]) + " |"]
+        lines += ["|---" * (4 + len(r["depths"])) + "|"]
         acc = np.asarray(r["train_accuracy"]).mean(2)
         for i, w in enumerate(r["sigma_w2"]):
-            xi = r["xi_c"][i]
+            xi, q = r["xi_c"][i], r["q_star"][i]
             cells = [f"**{a:.2f}**" if d <= RULE_K * xi else f"{a:.2f}" for a, d in zip(acc[i], r["depths"])]
-            lines += [f"| {w:.3f} | {xi:.3g} | {RULE_K * xi:.3g} | " + " | ".join(cells) + " |"]
+            lines += [f"| {w:.3f} | {q:.3g} | {xi:.3g} | {RULE_K * xi:.3g} | " + " | ".join(cells) + " |"]
         lines += [
             "",
             f"Training accuracy (bold: L <= 6 xi_c). Trained (accuracy >= {THRESHOLD}): {s['trained_cells']} of "
-            f"{s['cells']} cells. The rule L <= 6 xi_c is right on {s['agreement_6']:.0%} of the cells "
-            f"({s['false_trainable_6']} predicted trainable but not trained, {s['false_untrainable_6']} trained "
-            f"beyond 6 xi_c); the best factor is k = {s['best_k']:.2f} ({s['agreement_best']:.0%}); the AUC of "
-            f"log(xi_c / L) is {s['auc']:.3f}.",
+            f"{s['cells']} cells. {_verdict(s, 'The rule L <= 6 xi_c')}. "
+            f"{_verdict(sq, 'With q* finite required too, it')}; on the {sq['cells_q_finite']} cells where q* is "
+            f"finite it is right on {sq['agreement_6_where_q_finite']:.0%}.",
             "",
         ]
     lines += [
         f"Width 128, {args.steps} SGD steps (learning rate 0.01, batch 128), {args.seeds} network(s) per cell, "
-        f"first layer scaled to q0 = 1; xi_c at the fixed point the variance map reaches from q0 = 1. "
-        f"Runtime {seconds:.0f} s.",
+        f"first layer scaled to q0 = 1; xi_c and q* at the fixed point the variance map reaches from q0 = 1 "
+        f"(q* = inf: the variance diverges with depth). Runtime {seconds:.0f} s.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -206,20 +248,29 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--replot", action="store_true", help="recompute the theory, figure and tables from the JSON")
     args = ap.parse_args(argv)
     t0 = time.time()
-    data = deepnets.load_digits()
     tanh = jaxsig.activations.get("tanh")
-    critical = float(jaxsig.dynamics.critical_init(tanh, 0.05).sigma_w2)
-    results = [study("tanh", tanh, 0.05, critical, data, args.seeds, args.steps)]
-    res = designed_activation()
-    print(res.summary())
-    act = res.activation
-    # Critical by design at the operating point: sW^2 = (q - sb^2) / m2(sqrt q) gives chi1 = 1.
-    critical = float(jaxsig.targets.operating_point(act, DESIGN["q"], DESIGN["sigma_b2"]).sigma_w2)
-    results.append(study("designed", act, DESIGN["sigma_b2"], critical, data, args.seeds, args.steps))
-    results[-1]["design"] = res.to_dict()
-    seconds = time.time() - t0
+    if args.replot:
+        results = json.loads((HERE / "trainability.json").read_text())
+        design = jaxsig.designer.DesignResult.from_dict(results[1]["design"])
+        for r, act in zip(results, (tanh, design.activation)):
+            analyse(r, act)
+        seconds = results[0].get("runtime_s", float("nan"))
+    else:
+        data = deepnets.load_digits()
+        critical = float(jaxsig.dynamics.critical_init(tanh, 0.05).sigma_w2)
+        results = [study("tanh", tanh, 0.05, critical, data, args.seeds, args.steps)]
+        res = designed_activation()
+        print(res.summary())
+        act = res.activation
+        # Critical by design at the operating point: sW^2 = (q - sb^2) / m2(sqrt q) gives chi1 = 1.
+        critical = float(jaxsig.targets.operating_point(act, DESIGN["q"], DESIGN["sigma_b2"]).sigma_w2)
+        results.append(study("designed", act, DESIGN["sigma_b2"], critical, data, args.seeds, args.steps))
+        results[-1]["design"] = res.to_dict()
+        seconds = time.time() - t0
+        results[0]["runtime_s"] = seconds
     (HERE / "trainability.json").write_text(json.dumps(jsonable(results), indent=1, allow_nan=False) + "\n")
     plot(results, HERE / "trainability.png")
     md = markdown(results, args, seconds)

@@ -286,6 +286,69 @@ def test_regularizer_gradient_reaches_the_activation_in_a_network():
         np.testing.assert_allclose(g_total[k][...], g_ce[k][...] + lam * g_reg[k][...], rtol=1e-10, atol=1e-14)
 
 
+# Mean-field targets at an off-centre operating point, with a term of each kind.
+NETWORK_TARGETS = ["chi1 == 1", "dV <= 0.1", "m1 == 0"]
+OPERATING_POINT = dict(q=1.5, sigma_b2=0.2)
+
+
+def _swish_network_penalty(p, q, sb2):
+    """SciPy reference for NETWORK_TARGETS on ``scale x sigmoid(beta x) + shift``: at the
+    variance-preserving point sW^2 = (q - sb^2) / m2(sqrt q), chi1 = sW^2 E[phi'(sqrt q Z)^2],
+    dV = sW^2 dm2/dq = sW^2 E[phi phi'(sqrt q Z) Z] / sqrt q; m1 at sigma = 1."""
+    b, a, c = p["beta"], p["scale"], p["shift"]
+
+    def sig(x):
+        return 1.0 / (1.0 + math.exp(-b * x))
+
+    def phi(x):
+        return a * x * sig(x) + c
+
+    def dphi(x):
+        return a * (sig(x) + b * x * sig(x) * (1.0 - sig(x)))
+
+    def e(f):
+        return integrate.quad(lambda z: f(z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi), -40, 40, epsabs=1e-14)[0]
+
+    s = math.sqrt(q)
+    sw2 = (q - sb2) / e(lambda z: phi(s * z) ** 2)
+    chi1 = sw2 * e(lambda z: dphi(s * z) ** 2)
+    dv = sw2 * e(lambda z: phi(s * z) * dphi(s * z) * z) / s
+    m1 = e(phi)
+    assert dv > 0.1  # the inequality is violated: its term counts
+    return (chi1 - 1.0) ** 2 + (dv - 0.1) ** 2 + m1**2
+
+
+def test_regularizer_network_targets_at_the_operating_point():
+    """chi1, dV at (q, sigma_b2) as design evaluates them, against SciPy; eager and under jit."""
+    fam = jaxsig.families.get("swish_beta")
+    p0 = {"beta": 1.3, "scale": 0.9, "shift": -0.2}
+    ref = _swish_network_penalty(p0, OPERATING_POINT["q"], OPERATING_POINT["sigma_b2"])
+    parsed = jaxsig.targets.parse_targets(NETWORK_TARGETS, **OPERATING_POINT)  # what design minimises
+    design_value = jaxsig.targets.penalty(parsed, fam, p0)
+    np.testing.assert_allclose(design_value, ref, rtol=1e-10)
+
+    def reg(p):
+        return jflax.signature_regularizer(NETWORK_TARGETS, fam, p, **OPERATING_POINT)
+
+    np.testing.assert_allclose(reg(p0), design_value, rtol=1e-14)
+    np.testing.assert_allclose(jax.jit(reg)(p0), design_value, rtol=1e-12)
+    # A parsed Targets keeps its operating point; the default one (q = 1, sb^2 = 0) differs.
+    np.testing.assert_allclose(jflax.signature_regularizer(parsed, fam, p0), design_value, rtol=1e-14)
+    assert abs(float(jflax.signature_regularizer(NETWORK_TARGETS, fam, p0)) - ref) > 1e-3
+    # Gradients under jit (NNX module, nnx.jit) match eager ones and central differences.
+    mod = jflax.NNXActivation(fam, params=p0, learnable=True, param_dtype=jnp.float64)
+    grad = nnx.jit(nnx.grad(lambda m: jflax.signature_regularizer(NETWORK_TARGETS, m, **OPERATING_POINT)))(mod)
+    eager = jax.grad(reg)(p0)
+    h = 1e-5
+    for k in p0:
+        up, down = dict(p0, **{k: p0[k] + h}), dict(p0, **{k: p0[k] - h})
+        fd = (float(reg(up)) - float(reg(down))) / (2 * h)
+        np.testing.assert_allclose(grad["params"][k][...], eager[k], rtol=1e-12, err_msg=k)
+        np.testing.assert_allclose(eager[k], fd, rtol=1e-6, err_msg=k)
+    with pytest.raises(ValueError, match="q must exceed sigma_b2"):
+        jflax.signature_regularizer(NETWORK_TARGETS, fam, p0, q=0.1, sigma_b2=0.2)
+
+
 # --- Initialisers ---------------------------------------------------------------------------------
 
 

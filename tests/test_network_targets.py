@@ -316,6 +316,7 @@ BAD = [
     ("g2 * inf <= 1", "'inf' at column 6 can only be a bound"),
     ("chi1@2 == 1", "read at the operating point (the q= and sigma_b2= keywords)"),
     ("2 * 3 <= 7", "names no component"),
+    ("minimize 2", "the objective '2' names no component"),
     ("g2 <= 1/0", "is not a finite number"),
     ("g2 <= m2 weight", "expected a positive weight"),
 ]

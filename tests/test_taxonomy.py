@@ -6,7 +6,9 @@ closed forms of the Gaussian moments.
 """
 
 import functools
+import json
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -456,3 +458,28 @@ def test_classify_finds_kinks_nobody_declared():
         c = taxonomy.classify(phi)
     np.testing.assert_allclose(c.kinks, (-1.25, 0.3711), atol=1e-9)
     assert not c.smooth
+
+
+STUDY_JSON = pathlib.Path(__file__).resolve().parents[1] / "examples" / "criticality_study.json"
+
+
+def test_explain_says_what_training_measured():
+    """Contraction's trade of depth for stability and variance management's margin are stated
+    on every card, with the numbers of examples/criticality_study.json (when present)."""
+    lines = {ln.key: ln for ln in taxonomy.explain(card_of("tanh"))}
+    assert "trades depth for stability" in lines["contraction"].finding
+    assert "V'(q*) <= 0.87" in lines["variance"].finding
+    assert all(ln.finding == "" for k, ln in lines.items() if k not in ("contraction", "variance"))
+    if not STUDY_JSON.exists():
+        pytest.skip("examples/criticality_study.json not present")
+    rows = json.loads(STUDY_JSON.read_text())["rows"]
+    acc50 = {n: float(np.mean(r["test"]["50"])) for n, r in rows.items()}
+    slope = {n: r["theory"]["principles"]["variance"]["value"] for n, r in rows.items()}
+    failing = sorted(n for n, r in rows.items() if not r["theory"]["principles"]["contraction"]["passed"])
+    assert failing == ["crit_elu", "selu"]
+    assert f"{acc50['selu']:.2f} and {acc50['crit_elu']:.2f}" in lines["contraction"].finding
+    trained = {n for n in rows if acc50[n] >= 0.5}
+    assert max(slope[n] for n in trained) <= 0.875 and min(slope[n] for n in rows if n not in trained) >= 0.975
+    assert f"{min(acc50[n] for n in trained):.2f} to {max(acc50[n] for n in trained):.2f}" in lines["variance"].finding
+    untrained = [acc50[n] for n in rows if n not in trained]
+    assert f"{min(untrained):.2f} to {max(untrained):.2f}" in lines["variance"].finding

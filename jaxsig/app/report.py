@@ -276,6 +276,7 @@ def _json_document(args, acts, grid, results, classes, card, command) -> dict:
                             "threshold": ln.threshold,
                             "passed": ln.passed,
                             "explanation": ln.sentence,
+                            **({"finding": ln.finding} if ln.finding else {}),
                         }
                         for ln in lines
                     },
@@ -387,4 +388,8 @@ def _markdown(
             verdict = "pass" if ln.passed else "**FAIL**"
             md.append(f"- ({ln.number}) {ln.title}, `{ln.rule}`: {fmt(ln.value, 4)}, {verdict}; {ln.sentence}")
         md.append("")
+    findings = [(info, taxonomy.FINDINGS[k]) for k, info in taxonomy.PRINCIPLES.items() if k in taxonomy.FINDINGS]
+    if findings:
+        md += ["## What training measured about the principles", ""]
+        md += [f"- ({info.number}) {info.title}: {text}" for info, text in findings] + [""]
     return md

@@ -234,6 +234,8 @@ def parse_one(text: str) -> Target:
         if kind == "name" and tok.lower() in _OBJECTIVES:
             cur.take("name", "'minimize' or 'maximize'")
             tree = cur.expr()
+            if _expr.is_constant(tree):
+                raise _expr.ParseError(f"the objective {_expr.to_text(tree)!r} names no component")
             return _make(tree, _OBJECTIVES[tok.lower()], math.nan, _weight(cur))
         lhs = cur.expr()
         if _expr.is_constant(lhs):

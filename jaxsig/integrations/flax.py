@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -272,7 +272,16 @@ def _unfreeze(tree):
 # --- The signature regulariser ------------------------------------------------------------
 
 
-def signature_regularizer(targets, activation, params=None, *, sigma: float = 1.0, rule=None) -> jax.Array:
+def signature_regularizer(
+    targets,
+    activation,
+    params=None,
+    *,
+    sigma: Optional[float] = None,
+    q: Optional[float] = None,
+    sigma_b2: Optional[float] = None,
+    rule=None,
+) -> jax.Array:
     """Differentiable penalty on the targets that ``phi(.; params)`` violates.
 
     For targets in the language of :func:`jaxsig.design`
@@ -298,6 +307,16 @@ def signature_regularizer(targets, activation, params=None, *, sigma: float = 1.
     under ``jit`` and ``grad`` (differentiate with respect to ``params``, or to
     the module holding them).
 
+    Mean-field targets (``chi1 q_star dV xi_q xi_c``, :mod:`jaxsig.designing.network`)
+    are evaluated, as in :func:`jaxsig.design`, at the operating point ``(q, sigma_b2)``:
+    the variance-preserving initialisation ``sW^2 = (q - sb^2) / m2(sqrt q)``, where
+    ``chi1 = sW^2 g2(sqrt q)^2`` and ``dV = sW^2 dm2/dq``. Pass the same ``q`` and
+    ``sigma_b2`` as to ``design`` to keep a designed activation at its design while it
+    trains, e.g. ``signature_regularizer(["m1 == 0", "chi1 == 1"], act, q=1.0,
+    sigma_b2=0.1)``. At ``sigma_b2 = 0``, ``m1 == 0`` and ``chi1 == 1`` together hold
+    only for a linear ``phi`` (Gaussian Poincaré inequality,
+    :func:`jaxsig.targets.poincare_note`): the penalty then stays positive.
+
     Args:
       targets: target text(s), e.g. ``["g2 <= 0.8", "m2 == 1"]``, or parsed
         :class:`jaxsig.targets.Targets` (parse once outside a training step to
@@ -308,11 +327,21 @@ def signature_regularizer(targets, activation, params=None, *, sigma: float = 1.
       params: the activation's parameters: for a Linen model, the module's
         subtree of ``variables["params"]``; default: the module's current ones
         (NNX) or the activation's defaults.
-      sigma: the input scale of Gaussian components written without ``@``.
+      sigma: the input scale of Gaussian components written without ``@``
+        (default ``1``).
+      q: the pre-activation variance of the operating point of the mean-field
+        targets (default ``1``), as in :func:`jaxsig.design`; ``q > sigma_b2``.
+      sigma_b2: the bias variance of that operating point (default ``0``).
+        For parsed :class:`jaxsig.targets.Targets`, ``sigma``, ``q`` and ``sigma_b2``
+        default to the ones they were parsed with (given, they re-parse the targets).
+        Python numbers: the operating point is part of the parsed targets, not traced.
       rule: quadrature rule, as in :func:`jaxsig.signature`.
 
     Returns:
       A scalar in the working dtype of ``params``.
+
+    Raises:
+      ValueError: ``sigma`` is not positive, or not ``q > sigma_b2 >= 0``.
 
     Examples:
       >>> import jax
@@ -320,6 +349,9 @@ def signature_regularizer(targets, activation, params=None, *, sigma: float = 1.
       >>> act = jflax.NNXActivation("leaky_relu", learnable=True)   # g2(1)^2 = (1 + a^2) / 2
       >>> round(float(jflax.signature_regularizer("g2 <= 0.5", act)), 6)   # (sqrt(0.50005) - 0.5)^2
       0.042908
+      >>> # Leaky ReLU at q = 1, sb^2 = 0.2: chi1 = (q - sb^2) / q = 0.8, so (0.8 - 1)^2
+      >>> round(float(jflax.signature_regularizer("chi1 == 1", act, q=1.0, sigma_b2=0.2)), 6)
+      0.04
     """
     if isinstance(activation, NNXActivation):
         act = activation.activation
@@ -336,7 +368,17 @@ def signature_regularizer(targets, activation, params=None, *, sigma: float = 1.
         act = _resolve(activation)
     if params is None:
         params = act.params
-    parsed = _targets.parse_targets(targets, sigma=sigma)
+    if isinstance(targets, _targets.Targets):
+        # A parsed Targets keeps its own input scale and operating point unless told otherwise.
+        sigma = targets.sigma if sigma is None else sigma
+        q = targets.q if q is None else q
+        sigma_b2 = targets.sigma_b2 if sigma_b2 is None else sigma_b2
+    parsed = _targets.parse_targets(
+        targets,
+        sigma=1.0 if sigma is None else sigma,
+        q=1.0 if q is None else q,
+        sigma_b2=0.0 if sigma_b2 is None else sigma_b2,
+    )
     return _targets.penalty(parsed, act, params, rule=rule)
 
 
