@@ -43,6 +43,7 @@ __all__ = [
     "gaussian_weights",
     "legendre01",
     "legendre_tables",
+    "pad_slots",
     "RULES",
 ]
 
@@ -181,7 +182,7 @@ class Composite:
         """
         base_x, base_w = _gaussian_base(self)
         t, wl = legendre01(self.gaussian_order)
-        k = jnp.asarray(_pad_slots(self.kinks), dtype)
+        k = jnp.asarray(pad_slots(self.kinks), dtype)
         if kinks is not None:
             k = jnp.concatenate([k, jnp.ravel(jnp.asarray(kinks, dtype))])
         if k.size == 0:
@@ -265,7 +266,7 @@ def get_rule(rule: Union[str, Rule, None]) -> Rule:
     raise TypeError(f"rule must be a name or a jaxsig.quadrature rule instance, got {type(rule).__name__}")
 
 
-def _pad_slots(kinks) -> np.ndarray:
+def pad_slots(kinks) -> np.ndarray:
     """``kinks`` padded with ``NaN`` (empty slots) to a size of 0, 2, 4, 8, ...: a
     new kink set of a similar size reuses the compiled program."""
     n = len(kinks)
@@ -358,16 +359,24 @@ def legendre_tables(order: int) -> tuple[np.ndarray, np.ndarray]:
     return t, np.linalg.inv(np.polynomial.legendre.legvander(t, order - 1))
 
 
-@functools.lru_cache(maxsize=None)
-def _composite_edges(cfg: Composite) -> np.ndarray:
-    h0 = cfg.panel_sigmas * cfg.sigma_min
-    inner = h0 * 2.0 ** -np.arange(cfg.inner_levels, 0, -1)
+def _outer_edges(cfg: Composite, h0: float, panel_sigmas: float):
+    """Positive panel edges beyond the inner refinement: uniform, width ``h0``, to
+    ``mu_max + 8 sigma_min``; then graded, width ``panel_sigmas (x - mu_max) / 8``
+    (at least ``h0``), up to ``x_max``."""
     u = cfg.mu_max + 8.0 * cfg.sigma_min
     uniform = h0 * np.arange(1, math.ceil(u / h0) + 1)
     graded, x = [], uniform[-1]
     while x < cfg.x_max:
-        x = x + max(h0, cfg.panel_sigmas * (x - cfg.mu_max) / 8.0)
+        x = x + max(h0, panel_sigmas * (x - cfg.mu_max) / 8.0)
         graded.append(min(x, cfg.x_max))
+    return uniform, graded
+
+
+@functools.lru_cache(maxsize=None)
+def _composite_edges(cfg: Composite) -> np.ndarray:
+    h0 = cfg.panel_sigmas * cfg.sigma_min
+    inner = h0 * 2.0 ** -np.arange(cfg.inner_levels, 0, -1)
+    uniform, graded = _outer_edges(cfg, h0, cfg.panel_sigmas)
     dyadic = 2.0 ** np.arange(0, int(math.log2(cfg.x_max)) + 1)
     half = np.concatenate([inner, uniform, graded, dyadic])
     half = half[half <= cfg.x_max]
@@ -392,12 +401,7 @@ def _gaussian_edges(cfg: Composite) -> np.ndarray:
     h0 = cfg.gaussian_panel_sigmas * cfg.sigma_min
     levels = max(1, math.ceil(math.log(h0 / cfg.h_inner) / math.log(3.0) - 1e-9))
     inner = h0 * 3.0 ** -np.arange(levels, 0, -1)
-    u = cfg.mu_max + 8.0 * cfg.sigma_min
-    uniform = h0 * np.arange(1, math.ceil(u / h0) + 1)
-    graded, x = [], uniform[-1]
-    while x < cfg.x_max:
-        x = x + max(h0, cfg.gaussian_panel_sigmas * (x - cfg.mu_max) / 8.0)
-        graded.append(min(x, cfg.x_max))
+    uniform, graded = _outer_edges(cfg, h0, cfg.gaussian_panel_sigmas)
     half = np.concatenate([inner, uniform, graded])
     half = np.unique(half[half <= cfg.x_max])
     return np.concatenate([-half[::-1], [0.0], half])

@@ -270,7 +270,7 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
     act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
     # Kinks travel as data (padded slots): a new kink set, or a new activation
     # object around the same function, reuses the compiled program.
-    kinks = jnp.asarray(quadrature._pad_slots(getattr(rule, "kinks", ())), sigma.dtype)
+    kinks = jnp.asarray(quadrature.pad_slots(getattr(rule, "kinks", ())), sigma.dtype)
     shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
     out, error = _unpad(_moments(act.replace(kinks=()), _kink_free(rule), sigma, mu, kinks), shape)
     _check_finite(act, rule, out.finite, sigma.dtype)
