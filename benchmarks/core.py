@@ -16,6 +16,9 @@ Rows (min over interleaved repeats, each ended with ``block_until_ready``):
 * full ``signature``;
 * the gradient of a design loss over the nine components, against the forward.
 
+Against ``scipy.integrate.quad`` doing four components (``m1, g1, g2, m2``) to
+``1e-13``, per (beta, sigma), timed on 10 betas.
+
 Compile: ``jit(...).lower(...).compile()`` CPU seconds of the vmapped programs, and
 the first ``moments`` / ``signature`` call in a fresh process (a subprocess each).
 """
@@ -92,6 +95,35 @@ def first_call(fn):
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def scipy_seconds(betas, sigmas, tol=1e-13):
+    """Seconds per (beta, sigma) for ``scipy.integrate.quad`` doing four components
+    (``m1, g1, g2^2, m2``), each over z in two halves split at 0, to ``tol``."""
+    from scipy import integrate, special
+
+    def pdf(z):
+        return np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+
+    t0 = time.perf_counter()
+    for b in betas:
+        for sig in sigmas:
+
+            def phi(x, b=b):
+                return x * special.expit(b * x)
+
+            def dphi(x, b=b):
+                s = special.expit(b * x)
+                return s + b * x * s * (1.0 - s)
+
+            for f, power in ((phi, 1), (dphi, 1), (dphi, 2), (phi, 2)):
+
+                def integrand(z, f=f, power=power, sig=sig):
+                    return f(sig * z) ** power * pdf(z)
+
+                for lo, hi in ((-np.inf, 0.0), (0.0, np.inf)):
+                    integrate.quad(integrand, lo, hi, epsabs=tol, epsrel=tol, limit=200)
+    return (time.perf_counter() - t0) / (len(betas) * len(sigmas))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -121,6 +153,8 @@ def main():
             times[k].append(time.perf_counter() - t0)
     best = {k: min(v) for k, v in times.items()}
     fresh = {fn: first_call(fn) for fn in ("moments", "signature")}
+    scipy_per = scipy_seconds(np.asarray(betas[:10]), np.asarray(sigmas))
+    ours_per = best["moments"] / (n * sigmas.size)
     grad_ratio = best["grad of design loss"] / best["design loss"]
     rows = [
         ("floor: jvp of phi at 768 nodes", best["floor"], best["floor"] / best["floor"], "1"),
@@ -128,17 +162,30 @@ def main():
         ("signature", best["signature"], best["signature"] / best["floor"], "<= 10"),
         ("grad of design loss / forward", best["grad of design loss"], grad_ratio, "<= 2"),
     ]
+    speedup = scipy_per / ours_per
     print(f"\n{n} Swish-beta parameter sets x 8 sigmas, float64, {jax.devices()[0].platform}; min of {repeats}\n")
     print("| stage | time | ratio | goal |\n|---|---|---|---|")
     for name, t, r, goal in rows:
         print(f"| {name} | {1e3 * t:.1f} ms | {r:.2f}x | {goal} |")
+    print(
+        f"\nscipy.integrate.quad, four components to 1e-13 (10 betas x 8 sigmas): {1e3 * scipy_per:.2f} ms per "
+        f"(beta, sigma); moments {1e6 * ours_per:.2f} us per (beta, sigma): {speedup:.0f}x (goal >= 1000x)"
+    )
     print("\n| compile (CPU s, vmapped) | seconds |\n|---|---|")
     for k, v in compile_s.items():
         print(f"| {k} | {v:.2f} |")
     print("\n| first call, fresh process | seconds | goal |\n|---|---|---|")
     print(f"| moments('gelu', 1.0) | {fresh['moments']:.2f} | < 0.3 |")
     print(f"| signature('gelu', 1.0) | {fresh['signature']:.2f} | < 1.5 |")
-    doc = {"n_params": n, "repeats": repeats, "times": times, "compile_cpu_s": compile_s, "first_call_s": fresh}
+    doc = {
+        "n_params": n,
+        "repeats": repeats,
+        "times": times,
+        "compile_cpu_s": compile_s,
+        "first_call_s": fresh,
+        "scipy_quad_s_per_eval": scipy_per,
+        "moments_s_per_eval": ours_per,
+    }
     (HERE / "core.json").write_text(json.dumps(doc, indent=1))
 
 

@@ -37,6 +37,22 @@ def x_arctan(x):
     return x * jnp.arctan(x)
 
 
+def lorentz_bump(x):
+    return x + 1.0 / (1.0 + x**2)
+
+
+def cauchy_cubed(x):
+    return x + (1.0 + x**2) ** -1.5
+
+
+def slow_bump(x):
+    return x + x / (1.0 + x**2)
+
+
+#: Algebraic approaches to the asymptote: ``phi - alpha x - beta ~ x^-p``.
+ALGEBRAIC = ("x_arctan", "lorentz_bump", "cauchy_cubed", "slow_bump")
+
+
 def wave_packet(x):
     return jnp.exp(-(x**2) / 8.0) * jnp.sin(4.0 * x)
 
@@ -55,7 +71,13 @@ EXACT = {
     # sin(x)/x -> 0 at both ends, slowly and oscillating; int |sin x / x| = inf.
     "sinc": dict(beta_plus=0.0, beta_minus=0.0, alpha_plus=0.0, c=math.inf),
     # x arctan x = (pi/2)|x| - 1 + 1/(3 x^2) + ...: c = 2 int_0^inf (1 - x arctan(1/x)) dx = pi/2.
-    "x_arctan": dict(alpha_plus=math.pi / 2, beta_plus=-1.0, beta_minus=-1.0, c=math.pi / 2),
+    "x_arctan": dict(alpha_plus=math.pi / 2, beta_plus=-1.0, beta_minus=-1.0, c=math.pi / 2, b=math.pi / 2),
+    # x + 1/(1 + x^2): the remainder is the Lorentzian, c = b = int 1/(1 + x^2) = pi (x^-2 tail).
+    "lorentz_bump": dict(alpha_plus=1.0, beta_plus=0.0, beta_minus=0.0, c=math.pi, b=math.pi),
+    # x + (1 + x^2)^(-3/2): c = b = 2 int_0^inf (1 + x^2)^(-3/2) dx = 2 (x^-3 tail).
+    "cauchy_cubed": dict(alpha_plus=1.0, beta_plus=0.0, beta_minus=0.0, c=2.0, b=2.0),
+    # x + x/(1 + x^2): the remainder ~ 1/x, so int |phi - x| diverges (log).
+    "slow_bump": dict(alpha_plus=1.0, beta_plus=0.0, beta_minus=0.0, c=math.inf, b=math.nan),
 }
 
 

@@ -86,6 +86,45 @@ def test_batched_rows_are_independent_and_gradients_finite():
     assert float(g) == pytest.approx(1.0, abs=1e-12)
 
 
+def test_converged_intercept_is_aitken_accelerated_before_the_noise_floor():
+    # An intercept phi(x) - alpha x on x = 2**k: the limit -1, an x^-2 correction
+    # and rounding noise eps * alpha * x. The plain converged term stops where the
+    # noise meets the correction (~1e-10); Aitken's value on the earlier, steady
+    # rungs removes the correction. Noise drawn at its stated size, fixed seed.
+    x = 2.0 ** np.arange(1, 33)
+    rng = np.random.default_rng(1)
+    noise = EPS * 1.6 * x
+    a = -1.0 + 1.0 / (3.0 * x**2) - 1.0 / (5.0 * x**4) + noise * rng.uniform(-0.5, 0.5, x.size)
+    out = limits.ladder_limit(jnp.asarray(a), jnp.asarray(noise), rtol=64 * EPS)
+    assert int(out.status) == limits.CONVERGED
+    assert abs(float(out.value) + 1.0) <= 1e-12
+    # It never moves a settled value: a constant tail is returned exactly.
+    const = _limit(np.concatenate([2.0 + 2.0 ** -(4 * K[:10]), np.full(30, 2.0)]))
+    assert float(const.value) == 2.0
+
+
+def test_geometric_extrapolation_removes_the_next_order_too():
+    # Cumulative shells of an x^-2 remainder with an x^-4 correction: ratios drift
+    # like 4^-k: one Aitken step is good to 8.9e-8 here, two to 6.6e-11.
+    x = 2.0 ** np.arange(0, 10)
+    a = np.pi - 1.0 / x + 1.0 / (3.0 * x**3)
+    out = _limit(a, monotone=True, window=2)
+    assert int(out.status) == limits.GEOMETRIC
+    assert abs(float(out.value) - np.pi) <= 1e-10
+    value, shrinking = limits.extrapolate(jnp.asarray(a))
+    assert bool(shrinking) and abs(float(value) - np.pi) <= 1e-10
+    _, growing = limits.extrapolate(jnp.asarray(K))
+    assert not bool(growing)
+
+
+def test_composite_resolves_its_validated_densities_and_not_beyond():
+    rule = quadrature.Composite()
+    sigma = jnp.asarray([1e-8, 1e-6, 0.01, 0.05, 20.0, 60.0])
+    mu = jnp.asarray([0.0, 0.0, 1.0, 2.0, 0.0, 0.0])
+    np.testing.assert_array_equal(np.asarray(rule.resolves(sigma, mu)), [False, True, False, True, True, False])
+    assert float(rule.h_inner) / rule.panel_sigmas == pytest.approx(7.63e-7, rel=1e-3)
+
+
 def test_status_messages_and_describe():
     assert limits.Status(limits.DIVERGENT).message.startswith("diverges")
     assert limits.describe(np.array([limits.CONVERGED, limits.NO_LIMIT])) == [

@@ -32,6 +32,7 @@ from jaxsig.core._numerics import HIGHEST as _HIGHEST
 from jaxsig.core._numerics import derivatives
 from jaxsig.core._numerics import dot as _dot
 from jaxsig.core._numerics import eps as _eps
+from jaxsig.core._numerics import safe_div as _safe_div
 
 __all__ = [
     "undeclared_kinks",
@@ -378,6 +379,44 @@ def _abs_integral_with_crossings(g, line, dtype):
     return jnp.abs(g) * jnp.asarray(line.w, dtype), correction, sel, capped
 
 
+#: Terms of the cumulative shell sums that :func:`tail_compensation` hands to the
+#: ladder limit: enough for its geometric test and a second Aitken step.
+_SHELL_WINDOW = 6
+
+
+def _reliable_window(a_abs, a_sgn, a_noise, eps):
+    """Cut the cumulative shell sums where the working precision loses their tail.
+
+    Beyond the last shell whose content exceeds ``8x`` the noise integrated over
+    it, ``phi - alpha x - beta`` was zeroed as noise. That is harmless where the
+    sums had converged by then (the last such shell holds under ``1e3 eps`` of
+    the sum: exponential tails), but it freezes a power-law tail (float32
+    ``x arctan x`` beyond ``|x| ~ 32``) at a wrong value: there the limit is to
+    be extrapolated from the last :data:`_SHELL_WINDOW` sums up to that shell.
+
+    Args:
+      a_abs, a_sgn, a_noise: ``(2, k)`` cumulative sums (side, shell) of ``|g|``,
+        ``g`` and the noise of ``g``.
+
+    Returns:
+      ``(w_abs, w_sgn, cut)``: the windows and a ``(2,)`` mask of the sides to
+      take from them.
+    """
+    n = a_abs.shape[-1]
+    content, noise = jnp.diff(a_abs, axis=-1), jnp.diff(a_noise, axis=-1)
+    last = jnp.max(jnp.where(content > 8.0 * noise, jnp.arange(1, n), 0), axis=-1)
+    end = jnp.clip(last, _SHELL_WINDOW - 1, n - 1)
+    idx = end[:, None] + jnp.arange(1 - _SHELL_WINDOW, 1)
+    w_abs, w_sgn = jnp.take_along_axis(a_abs, idx, axis=-1), jnp.take_along_axis(a_sgn, idx, axis=-1)
+    shells = jax.lax.stop_gradient(jnp.diff(w_abs, axis=-1))
+    unsettled = shells[:, -1] > 1e3 * eps * jnp.abs(w_abs[:, -1])
+    # Power-law shells shrink by a ratio that has settled (2^(1-p)); exponential
+    # ones by ratios that themselves fall fast, and leave nothing to extrapolate.
+    q1, q0 = _safe_div(shells[:, -1], shells[:, -2]), _safe_div(shells[:, -2], shells[:, -3])
+    power_law = (q1 >= 0.05) & (q1 < limits.R_MAX) & (jnp.abs(q1 - q0) <= 0.25 * q1)
+    return w_abs, w_sgn, (end < n - 1) & unsettled & power_law
+
+
 def tail_compensation(line, x, f0, slopes, dtype):
     """``c`` (absolute) and the signed areas ``b_+``, ``b_-`` over dyadic shells."""
     eps = _eps(dtype)
@@ -413,9 +452,22 @@ def tail_compensation(line, x, f0, slopes, dtype):
     ).astype(dtype)
     a_abs = _dot(masks, abs_w) + _dot(pmask, correction)
     a_sgn = _dot(masks, w * g)
+    # Shells whose content is within a few times the noise they would integrate
+    # (the float32 tails of x arctan x beyond |x| ~ 32, zeroed above) carry no
+    # information: the sums end at the last shell that does, and their limit is
+    # extrapolated from there rather than read off a sequence frozen by zeroing.
+    w_abs, w_sgn, cut = _reliable_window(a_abs, a_sgn, _dot(masks, w * noise), eps)
     c_lim = limits.ladder_limit(a_abs, eps * a_abs, rtol=1e3 * eps, monotone=True, window=2)
-    c_pm = c_lim.value
-    b_pm = limits.ladder_limit(a_sgn, eps * a_abs, rtol=1e3 * eps, window=2).value
+    b_lim = limits.ladder_limit(a_sgn, eps * a_abs, rtol=1e3 * eps, window=2)
+    # Extrapolating a tail the working precision cannot see is good to a few
+    # digits only (float32 x arctan x: 1e-3), and says so; shells that had
+    # stopped shrinking mean a divergent c.
+    c_tail, shrinking = limits.extrapolate(w_abs)
+    b_tail, _ = limits.extrapolate(w_sgn)
+    c_pm = jnp.where(cut, jnp.where(shrinking, c_tail, jnp.inf), c_lim.value)
+    b_pm = jnp.where(cut, jnp.where(shrinking, b_tail, jnp.nan), b_lim.value)
+    cut_status = jnp.where(shrinking, limits.APPROXIMATE, limits.DIVERGENT)
+    c_lim = c_lim._replace(status=jnp.where(cut, cut_status, c_lim.status))
     (c_p, c_m), (b_p, b_m) = c_pm, b_pm
     ok_p = jnp.isfinite(alpha_p) & jnp.isfinite(beta_p)
     ok_m = jnp.isfinite(alpha_m) & jnp.isfinite(beta_m)

@@ -133,6 +133,17 @@ class Composite:
         than about a third of it are not resolved."""
         return self.panel_sigmas * self.sigma_min * 2.0**-self.inner_levels
 
+    def resolves(self, sigma, mu):
+        """Where the grid resolves the density ``N(mu, sigma^2)``: its mass lies
+        within ``x_max`` (``|mu| + 10 sigma <= x_max``), and it is no narrower than
+        the panels under it: at ``mu = 0`` (``|mu| <= 8 sigma``) down to
+        ``sigma = h_inner / panel_sigmas``, elsewhere down to ``sigma_min`` (the
+        grid is refined toward ``0`` only). Elementwise, traceable."""
+        sigma, mu = jnp.asarray(sigma), jnp.asarray(mu)
+        at_zero = jnp.abs(mu) <= 8.0 * sigma
+        wide_enough = jnp.where(at_zero, sigma * self.panel_sigmas >= self.h_inner, sigma >= self.sigma_min)
+        return wide_enough & (jnp.abs(mu) + 10.0 * sigma <= self.x_max)
+
     @property
     def sigma_max(self) -> float:
         """Largest ``sigma`` whose mass beyond ``x_max`` is negligible at ``mu_max``."""

@@ -401,27 +401,29 @@ def _check_domain(rule, sigma, mu):
         warnings.warn(
             f"sigma={s.max():.3g} with mu reaching {np.abs(m).max():.3g} puts Gaussian mass beyond the grid's "
             f"x_max={rule.x_max:g}; results lose accuracy. Use rule=jaxsig.quadrature.Composite(x_max={need:g}) "
-            "(the graded panels grow geometrically: the node count grows only with log(x_max)).",
+            "(the graded panels grow geometrically: the node count grows only with log(x_max)); status "
+            "APPROXIMATE until then.",
             stacklevel=3,
         )
     h_inner = rule.h_inner
     at_zero = np.abs(m) <= 8.0 * s
-    tiny = at_zero & (s * rule.panel_sigmas < h_inner)
+    unresolved = ~np.asarray(rule.resolves(s, m)) & (reach <= rule.x_max)
+    tiny = at_zero & unresolved
     if np.any(tiny):
         warnings.warn(
             f"sigma={s[tiny].min():.3g} is narrower than the grid resolves even at 0 (panels of "
             f"{h_inner:.2g}): the statistics are close to their sigma -> 0 limits phi(mu), phi'(mu), "
-            "|phi'(mu)|, phi(mu)^2, and the computed values may be far from them.",
+            "|phi'(mu)|, phi(mu)^2, and the computed values may be far from them (status APPROXIMATE).",
             stacklevel=3,
         )
-    narrow = (s < rule.sigma_min) & ~at_zero
+    narrow = unresolved & ~at_zero
     if np.any(narrow):
         mu0 = float(m[narrow].ravel()[0])
         warnings.warn(
             f"sigma={s[narrow].min():.3g} at mu={mu0:.3g} is narrower than the grid resolves away from 0 "
             f"(sigma_min={rule.sigma_min:g} there; the grid is refined toward 0 only). Shift the input "
             f"instead: jaxsig.signature(lambda x: phi(x + {mu0:g}), sigma) equals the signature at mu={mu0:g} "
-            "for the Gaussian components.",
+            "for the Gaussian components (status APPROXIMATE until then).",
             stacklevel=3,
         )
     outside = (s < VALIDATED_SIGMA[0]) & ~at_zero | (s > VALIDATED_SIGMA[1]) | (np.abs(m) > VALIDATED_MU)
@@ -455,9 +457,10 @@ def _check_finite(act, rule, finite, dtype):
 _APPROXIMATE_REASONS = {
     "tv": f"phi' has more turning points than the {functionals.N_EXTREMA} polished slots; tv keeps cubic-Hermite "
     "estimates of the rest (about 1e-7 relative)",
-    "c": f"phi crosses its asymptotes in more than {functionals.N_CROSSING_PANELS} panels (or more than "
-    f"{functionals.N_ROOTS} times in one); c integrates |phi - alpha x - beta| with Gauss-Legendre there (about "
-    "1e-6 relative)",
+    "c": f"either phi crosses its asymptotes in more than {functionals.N_CROSSING_PANELS} panels (or more than "
+    f"{functionals.N_ROOTS} times in one), and c integrates |phi - alpha x - beta| with Gauss-Legendre there (about "
+    "1e-6 relative), or phi - alpha x - beta sinks into the rounding noise of phi while its tail still matters, "
+    "and c extrapolates that tail (float32 x*arctan(x): about 1e-3 relative; float64 resolves it)",
     "g1": "phi' has an integrable power singularity at a kink; the Gaussian statistics of phi' are accurate to "
     "about 1e-4 there",
 }
@@ -562,7 +565,7 @@ def _assemble(rule, sigma, mu, samples: _Samples):
     # A jump of phi' at no declared kink costs the Gaussian sums their order.
     sing = sing._replace(integrable=sing.integrable | (samples.kinks_found > 0))
     error = gaussian.resolution(rule, samples.wg, samples.g0, samples.g1, sigma)
-    gauss, g_status = _checked(stats, sing, sigma, mu, error > gaussian.UNRESOLVED)
+    gauss, g_status = _checked(stats, sing, sigma, mu, _unresolved(rule, sigma, mu, error))
 
     slopes = functionals.slopes(line, x, f0, dtype)
     tv, tv_status = functionals.total_variation(line, x, f1, f2, samples.peak, dtype)
@@ -622,7 +625,17 @@ def _moments(act, rule, sigma, mu, kinks) -> Moments:
     mirrored = getattr(rule, "mirrored", 0) if x.ndim == 1 else 0
     error = gaussian.resolution(rule, w, f0, f1, sigma)
     stats = statistics(x, w, f0, f1, sigma, mu, mirrored=mirrored)
-    return _checked(stats, sing, sigma, mu, error > gaussian.UNRESOLVED)[0], error
+    return _checked(stats, sing, sigma, mu, _unresolved(rule, sigma, mu, error))[0], error
+
+
+def _unresolved(rule, sigma, mu, error):
+    """Where the Gaussian sums are only approximate: ``phi`` varies faster than the
+    panels resolve (``error``, :func:`jaxsig.core.gaussian.resolution`), or the
+    density is narrower than the grid (:meth:`Composite.resolves`)."""
+    out = error > gaussian.UNRESOLVED
+    if isinstance(rule, quadrature.Composite):
+        out = out | ~rule.resolves(sigma, mu)
+    return out
 
 
 def _checked(gauss: Moments, sing, sigma, mu, unresolved=False):
