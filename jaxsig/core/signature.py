@@ -245,7 +245,13 @@ def signature_with_aux(
     _check_finite(act, rule, aux.finite, sigma.dtype)
     unresolved = _warn_unresolved(act, error)
     found = _warn_undeclared_kinks(act, samples)
-    _warn_approximate(act, aux.status, skip_gaussian=found or unresolved)
+    # _check_domain has already warned where the grid cannot resolve the density.
+    narrow = (
+        isinstance(rule, quadrature.Composite)
+        and is_concrete(sigma, mu)
+        and not bool(np.all(np.asarray(rule.resolves(sigma, mu))))
+    )
+    _warn_approximate(act, aux.status, skip_gaussian=found or unresolved or narrow)
     return sig, aux
 
 
