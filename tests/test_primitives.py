@@ -95,24 +95,46 @@ def test_converged_intercept_is_aitken_accelerated_before_the_noise_floor():
     rng = np.random.default_rng(1)
     noise = EPS * 1.6 * x
     a = -1.0 + 1.0 / (3.0 * x**2) - 1.0 / (5.0 * x**4) + noise * rng.uniform(-0.5, 0.5, x.size)
-    out = limits.ladder_limit(jnp.asarray(a), jnp.asarray(noise), rtol=64 * EPS)
-    assert int(out.status) == limits.CONVERGED
-    assert abs(float(out.value) + 1.0) <= 1e-12
+    out = limits.ladder_limit(jnp.asarray(a), jnp.asarray(noise), rtol=64 * EPS, accelerate=True)
+    plain = limits.ladder_limit(jnp.asarray(a), jnp.asarray(noise), rtol=64 * EPS)
+    assert int(out.status) == int(plain.status) == limits.CONVERGED
+    assert abs(float(out.value) + 1.0) <= 1e-12 < abs(float(plain.value) + 1.0)
     # It never moves a settled value: a constant tail is returned exactly.
-    const = _limit(np.concatenate([2.0 + 2.0 ** -(4 * K[:10]), np.full(30, 2.0)]))
+    const = _limit(np.concatenate([2.0 + 2.0 ** -(4 * K[:10]), np.full(30, 2.0)]), accelerate=True)
     assert float(const.value) == 2.0
+
+
+def test_batched_ladders_match_separate_calls():
+    # Rows of different lengths, tolerances and monotonicity in one program.
+    seqs = [3.0 + 2.0**-K, np.cumsum(2.0 ** -K[:12]), (-1.0) ** K[:20] / K[:20]]
+    kw = [dict(rtol=1e3 * EPS), dict(rtol=64 * EPS, monotone=True), dict(rtol=1e3 * EPS)]
+    together = limits.ladder_limits(
+        *((jnp.asarray(a), EPS * jnp.abs(jnp.asarray(a))) for a in seqs),
+        rtol=[k["rtol"] for k in kw],
+        monotone=[k.get("monotone", False) for k in kw],
+    )
+    for a, k, got in zip(seqs, kw, together):
+        alone = _limit(a, **k)
+        assert int(got.status) == int(alone.status)
+        assert float(got.value) == float(alone.value) or (math.isnan(got.value) and math.isnan(alone.value))
 
 
 def test_geometric_extrapolation_removes_the_next_order_too():
     # Cumulative shells of an x^-2 remainder with an x^-4 correction: ratios drift
-    # like 4^-k: one Aitken step is good to 8.9e-8 here, two to 6.6e-11.
+    # like 4^-k: one Aitken step is good to 8.9e-8 here; Richardson's, which
+    # removes the 2^-k, 4^-k and 8^-k corrections in turn, to rounding.
     x = 2.0 ** np.arange(0, 10)
     a = np.pi - 1.0 / x + 1.0 / (3.0 * x**3)
-    out = _limit(a, monotone=True, window=2)
-    assert int(out.status) == limits.GEOMETRIC
-    assert abs(float(out.value) - np.pi) <= 1e-10
+    plain = _limit(a, monotone=True, window=2)
+    out = _limit(a, monotone=True, window=2, accelerate=True)
+    assert int(out.status) == int(plain.status) == limits.GEOMETRIC
+    assert abs(float(plain.value) - np.pi) == pytest.approx(8.94e-8, rel=1e-2)
+    assert abs(float(out.value) - np.pi) <= 1e-14
+    # A non-integer exponent (x^-1.5 shells): Aitken's adaptive ratio is kept.
+    b = 2.0 - 2.0 ** (-1.5 * np.arange(0, 10))
+    assert float(_limit(b, monotone=True, window=2, accelerate=True).value) == pytest.approx(2.0, abs=1e-15)
     value, shrinking = limits.extrapolate(jnp.asarray(a))
-    assert bool(shrinking) and abs(float(value) - np.pi) <= 1e-10
+    assert bool(shrinking) and abs(float(value) - np.pi) <= 1e-7
     _, growing = limits.extrapolate(jnp.asarray(K))
     assert not bool(growing)
 

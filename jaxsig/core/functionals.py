@@ -87,7 +87,7 @@ def slopes(line, x, f0, dtype) -> Slopes:
     dx = xs[:, 1:] - xs[:, :-1]
     slope = jnp.where(jnp.isinf(fs[:, 1:]), fs[:, 1:] * jnp.sign(dx), (fs[:, 1:] - fs[:, :-1]) / dx)
     noise = eps * (jnp.abs(fs[:, 1:]) + jnp.abs(fs[:, :-1])) / jnp.abs(dx)
-    alpha_lim = limits.ladder_limit(slope, noise, rtol=1e3 * eps)
+    alpha_lim, level = limits.ladder_limits((slope, noise), (fs, eps * jnp.abs(fs)), rtol=(1e3 * eps, 64 * eps))
     alpha, alpha_status = alpha_lim.value, alpha_lim.status
     # phi(x)/x -> 0 at the end of the ladder: bounded or sublinear (sin x,
     # tanh); report the slope as exactly 0.
@@ -98,8 +98,7 @@ def slopes(line, x, f0, dtype) -> Slopes:
     a_fin = jnp.where(jnp.isfinite(alpha), alpha, 0.0)[:, None]
     r = fs[:, :k_beta] - a_fin * xs[:, :k_beta]
     rnoise = eps * (jnp.abs(fs[:, :k_beta]) + jnp.abs(a_fin * xs[:, :k_beta]))
-    beta_lim = limits.ladder_limit(r, rnoise, rtol=64 * eps)
-    level = limits.ladder_limit(fs, eps * jnp.abs(fs), rtol=64 * eps)
+    beta_lim = limits.ladder_limit(r, rnoise, rtol=64 * eps, accelerate=True)
     beta_value = jnp.where(zero, level.value, beta_lim.value)
     beta_stat = jnp.where(zero, level.status, beta_lim.status)
     # With an infinite slope the intercept is the limit of phi itself.
@@ -258,23 +257,21 @@ def total_variation(line, x, f1, f2, peak, dtype):
     rev = np.arange(len(idx)) >= len(forward)
     seq = jnp.where(rev[:, None], cum[-1] - cum[idx], cum[idx])
     noise = 8 * eps * jnp.abs(f1[idx])
-    lim_all = limits.ladder_limit(seq, noise, rtol=1e3 * eps, monotone=True)
-    lim = lim_all.value
-    finite = jnp.all(ok) & jnp.all(jnp.isfinite(lim))
-    # Beyond +-2**48: the extrapolated remainders of the two outward ladders.
-    outer = np.array([0, len(forward)])
-    extra = jnp.sum(jnp.where(jnp.isfinite(lim[outer]), lim[outer] - seq[outer, -1], 0.0))
     # Across each kink b the partition has |phi'(b+e) - phi'(b-e)|, e = 2**-depth.
     # The variation there is |phi'(b-) - phi'(b-e)| + |jump| + |phi'(b+e) - phi'(b+)|
     # with the one-sided limits phi'(b-+) from the ladders: equal for monotone
     # pieces, larger for a cusp of phi' (|x|^1.5 at 0).
     left, right = line.inner[:, 0], line.inner[:, 1]
-    one_sided = limits.ladder_limit(
-        f1[np.concatenate([left, right])],
-        8 * eps * jnp.abs(f1[np.concatenate([left, right])]),
-        rtol=1e3 * eps,
-    ).value
-    lim_l, lim_r = jnp.split(one_sided, 2)
+    sides = f1[np.concatenate([left, right])]
+    lim_all, one_sided = limits.ladder_limits(
+        (seq, noise), (sides, 8 * eps * jnp.abs(sides)), rtol=1e3 * eps, monotone=(True, False)
+    )
+    lim = lim_all.value
+    finite = jnp.all(ok) & jnp.all(jnp.isfinite(lim))
+    # Beyond +-2**48: the extrapolated remainders of the two outward ladders.
+    outer = np.array([0, len(forward)])
+    extra = jnp.sum(jnp.where(jnp.isfinite(lim[outer]), lim[outer] - seq[outer, -1], 0.0))
+    lim_l, lim_r = jnp.split(one_sided.value, 2)
     at_l, at_r = f1[left[:, -1]], f1[right[:, -1]]
     across = jnp.abs(lim_l - at_l) + jnp.abs(lim_r - lim_l) + jnp.abs(at_r - lim_r) - jnp.abs(at_r - at_l)
     extra = extra + jnp.sum(jnp.where(jnp.isfinite(across), across, 0.0))
@@ -457,13 +454,13 @@ def tail_compensation(line, x, f0, slopes, dtype):
     # information: the sums end at the last shell that does, and their limit is
     # extrapolated from there rather than read off a sequence frozen by zeroing.
     w_abs, w_sgn, cut = _reliable_window(a_abs, a_sgn, _dot(masks, w * noise), eps)
-    c_lim = limits.ladder_limit(a_abs, eps * a_abs, rtol=1e3 * eps, monotone=True, window=2)
-    b_lim = limits.ladder_limit(a_sgn, eps * a_abs, rtol=1e3 * eps, window=2)
+    c_lim, b_lim = limits.ladder_limits(
+        (a_abs, eps * a_abs), (a_sgn, eps * a_abs), rtol=1e3 * eps, monotone=(True, False), window=2, accelerate=True
+    )
     # Extrapolating a tail the working precision cannot see is good to a few
     # digits only (float32 x arctan x: 1e-3), and says so; shells that had
     # stopped shrinking mean a divergent c.
-    c_tail, shrinking = limits.extrapolate(w_abs)
-    b_tail, _ = limits.extrapolate(w_sgn)
+    (c_tail, b_tail), (shrinking, _) = limits.extrapolate(jnp.stack([w_abs, w_sgn]))
     c_pm = jnp.where(cut, jnp.where(shrinking, c_tail, jnp.inf), c_lim.value)
     b_pm = jnp.where(cut, jnp.where(shrinking, b_tail, jnp.nan), b_lim.value)
     cut_status = jnp.where(shrinking, limits.APPROXIMATE, limits.DIVERGENT)

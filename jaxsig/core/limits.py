@@ -13,7 +13,10 @@ and no Python branching on values, which of five cases holds:
    ``r = 2^{-p}``), or by a shrinking ratio (exponential corrections). The
    limit is Aitken's extrapolation ``a_K + d_K r / (1 - r)`` with the last
    ratio: exact for a pure power law, an upper bound on the remainder when the
-   ratio shrinks.
+   ratio shrinks. With ``accelerate=True`` Richardson's extrapolation for
+   integer-power corrections replaces it where it agrees better with itself,
+   and a converged sequence takes Aitken's value from the rungs before its
+   noise floor where that is better (intercepts, the tails of ``c``).
 3. **divergent**: the last ``4`` differences share a sign and do not shrink
    (``r >= r_max``): ``log x``, ``x^p`` and faster. The limit is ``+-inf``.
 4. **damped**: increments of both signs with a shrinking envelope
@@ -37,6 +40,7 @@ from jaxsig.core._numerics import safe_div as _safe_div
 __all__ = [
     "LadderLimit",
     "ladder_limit",
+    "ladder_limits",
     "extrapolate",
     "Status",
     "describe",
@@ -137,17 +141,23 @@ class LadderLimit(NamedTuple):
     status: jax.Array
 
 
-def ladder_limit(a, noise, *, rtol, monotone: bool = False, window: int = 3) -> LadderLimit:
+def ladder_limit(a, noise, *, rtol, monotone=False, window: int = 3, accelerate: bool = False) -> LadderLimit:
     """Limit of ``a[..., k]`` as ``k`` grows, or a verdict that there is none.
 
     Args:
       a: sequence along the last axis (at least ``window + 2`` terms).
       noise: rounding-noise scale of each term, same shape as ``a``.
-      rtol: differences below ``rtol * (1 + |a_K|)`` also count as converged.
+      rtol: differences below ``rtol * (1 + |a_K|)`` also count as converged
+        (broadcast against ``a[..., :1]``: one per row is allowed).
       monotone: ``a`` is non-decreasing by construction (cumulative sums of
         non-negative terms): then a sequence that neither converges nor shrinks
-        geometrically diverges to ``+inf``.
+        geometrically diverges to ``+inf``. A bool, or a boolean array of the
+        leading shape (one per row).
       window: how many final differences must agree for a verdict.
+      accelerate: also try Aitken's extrapolation before the noise floor for a
+        converged sequence, and Aitken's twice and Richardson's for a geometric
+        one (:func:`_accelerated`, :func:`_extrapolated`): what intercepts and
+        the tails of ``c`` need, at about twice the compiled size.
 
     Returns:
       :class:`LadderLimit`, batched over the leading axes.
@@ -189,15 +199,18 @@ def ladder_limit(a, noise, *, rtol, monotone: bool = False, window: int = 3) -> 
         (r2 >= 0) & (r2 <= r1) & (r1 <= r0) & (r0 < R_MAX) & (jnp.abs(ds[..., -1]) <= 1e-3 * jnp.abs(ds[..., -4]))
     )
     geometric = (steady | accelerating) & (jnp.abs(r2) < R_MAX) & (d[..., -2] != 0)
-    extrapolated = _extrapolated(a, d, ds)
-    at_best = _accelerated(a, d, ds, noise, at_best, jnp.min(bound, axis=-1))
+    if accelerate:
+        extrapolated = _extrapolated(a, d, ds)
+        at_best = _accelerated(a, d, ds, noise, at_best, jnp.min(bound, axis=-1))
+    else:
+        extrapolated = a[..., -1] + d[..., -1] * _safe_div(r2, 1.0 - r2)
 
     tail = d[..., -(window + 1) :]
     same_sign = jnp.all(tail > 0, axis=-1) | jnp.all(tail < 0, axis=-1)
     ratios = _safe_div(ds[..., -window:], ds[..., -(window + 1) : -1])
     growing = same_sign & jnp.all(ratios >= R_MAX, axis=-1)
-    if monotone:
-        growing = ~converged & ~geometric
+    is_monotone = jnp.asarray(monotone)
+    growing = jnp.where(is_monotone, ~converged & ~geometric, growing)
     diverged_value = jnp.where(d[..., -1] >= 0, jnp.inf, -jnp.inf).astype(a.dtype)
 
     # Damped oscillation (sin(x)/x on the ladder): increments of both signs whose
@@ -206,14 +219,14 @@ def ladder_limit(a, noise, *, rtol, monotone: bool = False, window: int = 3) -> 
     # not oscillate, so the case does not apply to them.
     damped = jnp.zeros_like(converged)
     centre = a[..., -1]
-    if d.shape[-1] >= 8 and not monotone:
+    if d.shape[-1] >= 8 and monotone is not True:
         last, before = jnp.abs(ds[..., -4:]), jnp.abs(ds[..., -8:-4])
         signs = jnp.sign(ds[..., -8:])
         mixed = jnp.any(signs > 0, axis=-1) & jnp.any(signs < 0, axis=-1)
         damped = mixed & (jnp.max(last, axis=-1) <= 0.25 * jnp.max(before, axis=-1))
         tail_a = a[..., -5:]
         centre = 0.5 * (jnp.max(tail_a, axis=-1) + jnp.min(tail_a, axis=-1))
-    damped = damped & ~converged & ~geometric & ~growing
+    damped = damped & ~is_monotone & ~converged & ~geometric & ~growing
     value = jnp.where(
         converged,
         at_best,
@@ -244,16 +257,60 @@ def _steady(rho):
     return (jnp.abs(rho[..., 1:] - rho[..., :-1]) <= 0.05 * jnp.abs(rho[..., 1:])) & (jnp.abs(rho[..., 1:]) < R_MAX)
 
 
+def ladder_limits(*rows, rtol, monotone=False, window: int = 3, accelerate: bool = False) -> list[LadderLimit]:
+    """:func:`ladder_limit` of several sequences in one program.
+
+    Each ladder call compiles to a few hundred operations; limits that do not
+    depend on each other are cheaper decided together. ``rows`` are
+    ``(a, noise)`` pairs of any leading shapes and lengths; ``rtol`` and
+    ``monotone`` are scalars or one per pair. Shorter sequences are padded at
+    the front with their first term and infinite noise, which no verdict or
+    choice of term reads (the verdicts look at the last terms; a term with
+    infinite noise is never the least noisy).
+
+    Returns:
+      One :class:`LadderLimit` per pair, with that pair's leading shape.
+    """
+    n = max(a.shape[-1] for a, _ in rows)
+    count = len(rows)
+    rtol = np.broadcast_to(np.asarray(rtol, dtype=float), (count,))
+    monotone = np.broadcast_to(np.asarray(monotone, dtype=bool), (count,))
+    seqs, noises, shapes, row_rtol, row_monotone = [], [], [], [], []
+    for (a, noise), r, m in zip(rows, rtol, monotone):
+        a = jnp.asarray(a)
+        shapes.append(a.shape[:-1])
+        noise = jnp.broadcast_to(jnp.asarray(noise, a.dtype), a.shape).reshape(-1, a.shape[-1])
+        a = a.reshape(-1, a.shape[-1])
+        pad = n - a.shape[-1]
+        seqs.append(jnp.concatenate([jnp.repeat(a[:, :1], pad, axis=-1), a], axis=-1))
+        noises.append(jnp.concatenate([jnp.full((a.shape[0], pad), jnp.inf, a.dtype), noise], axis=-1))
+        row_rtol.append(np.full(a.shape[0], r))
+        row_monotone.append(np.full(a.shape[0], m))
+    out = ladder_limit(
+        jnp.concatenate(seqs),
+        jnp.concatenate(noises),
+        rtol=jnp.asarray(np.concatenate(row_rtol)[:, None], seqs[0].dtype),
+        monotone=np.concatenate(row_monotone),
+        window=window,
+        accelerate=accelerate,
+    )
+    bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
+    return [
+        LadderLimit(out.value[lo:hi].reshape(shape), out.status[lo:hi].reshape(shape))
+        for lo, hi, shape in zip(bounds[:-1], bounds[1:], shapes)
+    ]
+
+
 def extrapolate(a):
     """Aitken's extrapolation of the sequence ``a`` (last axis) from its last
-    terms (applied twice where that is better; see :func:`ladder_limit`), and
-    whether its last ratio of differences contracts (``0 <= r < R_MAX``), without
-    which the extrapolation means nothing."""
+    ratio of differences, and whether that ratio contracts (``0 <= r < R_MAX``),
+    without which the extrapolation means nothing. For sequences whose last
+    terms are as good as the working precision allows (float32 tails cut at
+    the noise floor), where one step is all the accuracy there is."""
     a = jnp.asarray(a)
     d = jnp.diff(a, axis=-1)
-    ds = jax.lax.stop_gradient(d)
-    r = _safe_div(ds[..., -1], ds[..., -2])
-    return _extrapolated(a, d, ds), (r >= 0) & (r < R_MAX)
+    r = _safe_div(jax.lax.stop_gradient(d[..., -1]), jax.lax.stop_gradient(d[..., -2]))
+    return a[..., -1] + d[..., -1] * _safe_div(r, 1.0 - r), (r >= 0) & (r < R_MAX)
 
 
 #: Ratios Richardson's extrapolation removes in turn: the corrections ``2^-k``,
@@ -263,36 +320,29 @@ _RICHARDSON = (0.5, 0.25, 0.125)
 
 
 def _extrapolated(a, d, ds):
-    """The limit of a geometrically converging sequence: the best of Aitken's
-    extrapolation from the last ratio, Aitken's applied twice, and Richardson's
-    for integer-power corrections (:data:`_RICHARDSON`), each judged by how far
-    its own last two terms disagree.
+    """The limit of a geometrically converging sequence: Aitken's extrapolation
+    from the last ratio, or Richardson's for integer-power corrections
+    (:data:`_RICHARDSON`) where its own last two terms agree better.
 
     A power-law correction ``x^-p (1 + c x^-q + ...)`` leaves the ratios drifting
     like ``2^-q``, so one step of Aitken is only good to that drift (``x arctan x``:
-    ``c`` to ``2e-8`` from ten dyadic shells; two steps: ``7e-13``). Where several
-    corrections mix (a rational activation: ``x^-2`` and ``x^-3`` and ``x^-4``),
-    Aitken's second step is unsteady and Richardson's fixed ratios win (``1.6e-10``
-    against ``2e-6``); where the exponent is not an integer Aitken's adaptive ratio
-    wins. Differentiated as one Aitken step (see :func:`_accelerated`).
+    ``c`` to ``2e-8`` from ten dyadic shells; a rational activation, where
+    ``x^-2``, ``x^-3`` and ``x^-4`` mix, ``2e-6``). Richardson's fixed ratios
+    remove those orders exactly (``3.5e-11`` and ``1.2e-9``); where the exponent
+    is not an integer, Aitken's adaptive ratio wins. Differentiated as one Aitken
+    step (see :func:`_accelerated`).
     """
-    e, _, _ = _aitken(a, d, ds)
-    once = e[..., -1]
-    if e.shape[-1] < 4:
+    rho = _safe_div(ds[..., -1], ds[..., -2])
+    once = a[..., -1] + d[..., -1] * _safe_div(rho, 1.0 - rho)
+    if a.shape[-1] < len(_RICHARDSON) + 2:
         return once
-    candidates, errors = [once], [jnp.abs(e[..., -1] - e[..., -2])]
-    de = jnp.diff(e, axis=-1)
-    e2, rho2, _ = _aitken(e, de, jax.lax.stop_gradient(de))
-    candidates.append(e2[..., -1])
-    errors.append(jnp.where(_steady(rho2)[..., -1], jnp.abs(e2[..., -1] - e2[..., -2]), jnp.inf))
+    rho_prev = _safe_div(ds[..., -2], ds[..., -3])
+    once_prev = a[..., -2] + d[..., -2] * _safe_div(rho_prev, 1.0 - rho_prev)
     r = a
     for q in _RICHARDSON:
         r = (r[..., 1:] - q * r[..., :-1]) / (1.0 - q)
-    candidates.append(r[..., -1])
-    errors.append(jnp.abs(r[..., -1] - r[..., -2]))
-    pick = jnp.argmin(jax.lax.stop_gradient(jnp.stack(errors, axis=-1)), axis=-1)
-    best = jnp.take_along_axis(jnp.stack(candidates, axis=-1), pick[..., None], axis=-1)[..., 0]
-    return jnp.where(ds[..., -2] != 0, once + jax.lax.stop_gradient(best - once), once)
+    better = jax.lax.stop_gradient(jnp.abs(r[..., -1] - r[..., -2]) < jnp.abs(once - once_prev))
+    return jnp.where(better & (ds[..., -2] != 0), once + jax.lax.stop_gradient(r[..., -1] - once), once)
 
 
 def _accelerated(a, d, ds, noise, plain, plain_bound):
