@@ -95,12 +95,12 @@ def test_converged_intercept_is_aitken_accelerated_before_the_noise_floor():
     rng = np.random.default_rng(1)
     noise = EPS * 1.6 * x
     a = -1.0 + 1.0 / (3.0 * x**2) - 1.0 / (5.0 * x**4) + noise * rng.uniform(-0.5, 0.5, x.size)
-    out = limits.ladder_limit(jnp.asarray(a), jnp.asarray(noise), rtol=64 * EPS, accelerate=True)
+    out = limits.ladder_limit(jnp.asarray(a), jnp.asarray(noise), rtol=64 * EPS, refine=True)
     plain = limits.ladder_limit(jnp.asarray(a), jnp.asarray(noise), rtol=64 * EPS)
     assert int(out.status) == int(plain.status) == limits.CONVERGED
     assert abs(float(out.value) + 1.0) <= 1e-12 < abs(float(plain.value) + 1.0)
     # It never moves a settled value: a constant tail is returned exactly.
-    const = _limit(np.concatenate([2.0 + 2.0 ** -(4 * K[:10]), np.full(30, 2.0)]), accelerate=True)
+    const = _limit(np.concatenate([2.0 + 2.0 ** -(4 * K[:10]), np.full(30, 2.0)]), refine=True)
     assert float(const.value) == 2.0
 
 

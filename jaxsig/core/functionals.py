@@ -98,7 +98,7 @@ def slopes(line, x, f0, dtype) -> Slopes:
     a_fin = jnp.where(jnp.isfinite(alpha), alpha, 0.0)[:, None]
     r = fs[:, :k_beta] - a_fin * xs[:, :k_beta]
     rnoise = eps * (jnp.abs(fs[:, :k_beta]) + jnp.abs(a_fin * xs[:, :k_beta]))
-    beta_lim = limits.ladder_limit(r, rnoise, rtol=64 * eps, accelerate=True)
+    beta_lim = limits.ladder_limit(r, rnoise, rtol=64 * eps, refine=True)
     beta_value = jnp.where(zero, level.value, beta_lim.value)
     beta_stat = jnp.where(zero, level.status, beta_lim.status)
     # With an infinite slope the intercept is the limit of phi itself.
@@ -376,6 +376,9 @@ def _abs_integral_with_crossings(g, line, dtype):
     return jnp.abs(g) * jnp.asarray(line.w, dtype), correction, sel, capped
 
 
+#: Precisions whose noise floor :func:`tail_compensation` must cut at (float32).
+_FLOAT64_EPS_MAX = 1e-10
+
 #: Terms of the cumulative shell sums that :func:`tail_compensation` hands to the
 #: ladder limit: enough for its geometric test and a second Aitken step.
 _SHELL_WINDOW = 6
@@ -449,22 +452,26 @@ def tail_compensation(line, x, f0, slopes, dtype):
     ).astype(dtype)
     a_abs = _dot(masks, abs_w) + _dot(pmask, correction)
     a_sgn = _dot(masks, w * g)
-    # Shells whose content is within a few times the noise they would integrate
-    # (the float32 tails of x arctan x beyond |x| ~ 32, zeroed above) carry no
-    # information: the sums end at the last shell that does, and their limit is
-    # extrapolated from there rather than read off a sequence frozen by zeroing.
-    w_abs, w_sgn, cut = _reliable_window(a_abs, a_sgn, _dot(masks, w * noise), eps)
     c_lim, b_lim = limits.ladder_limits(
         (a_abs, eps * a_abs), (a_sgn, eps * a_abs), rtol=1e3 * eps, monotone=(True, False), window=2, accelerate=True
     )
-    # Extrapolating a tail the working precision cannot see is good to a few
-    # digits only (float32 x arctan x: 1e-3), and says so; shells that had
-    # stopped shrinking mean a divergent c.
-    (c_tail, b_tail), (shrinking, _) = limits.extrapolate(jnp.stack([w_abs, w_sgn]))
-    c_pm = jnp.where(cut, jnp.where(shrinking, c_tail, jnp.inf), c_lim.value)
-    b_pm = jnp.where(cut, jnp.where(shrinking, b_tail, jnp.nan), b_lim.value)
-    cut_status = jnp.where(shrinking, limits.APPROXIMATE, limits.DIVERGENT)
-    c_lim = c_lim._replace(status=jnp.where(cut, cut_status, c_lim.status))
+    c_pm, b_pm = c_lim.value, b_lim.value
+    if eps > _FLOAT64_EPS_MAX:
+        # Shells whose content is within a few times the noise they would
+        # integrate (float32 x arctan x beyond |x| ~ 32, zeroed above) carry no
+        # information: the sums end at the last shell that does, and the limit
+        # is extrapolated from there rather than read off a sequence frozen by
+        # the zeroing. That is good to a few digits only (x arctan x: 1e-3), and
+        # says so; shells that had stopped shrinking mean a divergent c. In
+        # float64 the noise floor falls inside |x| <= 512 only for remainders
+        # too steep (shell ratios below 0.05) or too small for the cut to apply,
+        # so the program leaves it out.
+        w_abs, w_sgn, cut = _reliable_window(a_abs, a_sgn, _dot(masks, w * noise), eps)
+        (c_tail, b_tail), (shrinking, _) = limits.extrapolate(jnp.stack([w_abs, w_sgn]))
+        c_pm = jnp.where(cut, jnp.where(shrinking, c_tail, jnp.inf), c_pm)
+        b_pm = jnp.where(cut, jnp.where(shrinking, b_tail, jnp.nan), b_pm)
+        cut_status = jnp.where(shrinking, limits.APPROXIMATE, limits.DIVERGENT)
+        c_lim = c_lim._replace(status=jnp.where(cut, cut_status, c_lim.status))
     (c_p, c_m), (b_p, b_m) = c_pm, b_pm
     ok_p = jnp.isfinite(alpha_p) & jnp.isfinite(beta_p)
     ok_m = jnp.isfinite(alpha_m) & jnp.isfinite(beta_m)

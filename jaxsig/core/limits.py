@@ -14,9 +14,10 @@ and no Python branching on values, which of five cases holds:
    limit is Aitken's extrapolation ``a_K + d_K r / (1 - r)`` with the last
    ratio: exact for a pure power law, an upper bound on the remainder when the
    ratio shrinks. With ``accelerate=True`` Richardson's extrapolation for
-   integer-power corrections replaces it where it agrees better with itself,
-   and a converged sequence takes Aitken's value from the rungs before its
-   noise floor where that is better (intercepts, the tails of ``c``).
+   integer-power corrections replaces it where it agrees better with itself
+   (the tails of ``c``); with ``refine=True`` a converged sequence takes
+   Aitken's value from the rungs before its noise floor where that is better
+   (intercepts).
 3. **divergent**: the last ``4`` differences share a sign and do not shrink
    (``r >= r_max``): ``log x``, ``x^p`` and faster. The limit is ``+-inf``.
 4. **damped**: increments of both signs with a shrinking envelope
@@ -141,7 +142,9 @@ class LadderLimit(NamedTuple):
     status: jax.Array
 
 
-def ladder_limit(a, noise, *, rtol, monotone=False, window: int = 3, accelerate: bool = False) -> LadderLimit:
+def ladder_limit(
+    a, noise, *, rtol, monotone=False, window: int = 3, accelerate: bool = False, refine: bool = False
+) -> LadderLimit:
     """Limit of ``a[..., k]`` as ``k`` grows, or a verdict that there is none.
 
     Args:
@@ -154,10 +157,12 @@ def ladder_limit(a, noise, *, rtol, monotone=False, window: int = 3, accelerate:
         geometrically diverges to ``+inf``. A bool, or a boolean array of the
         leading shape (one per row).
       window: how many final differences must agree for a verdict.
-      accelerate: also try Aitken's extrapolation before the noise floor for a
-        converged sequence, and Aitken's twice and Richardson's for a geometric
-        one (:func:`_accelerated`, :func:`_extrapolated`): what intercepts and
-        the tails of ``c`` need, at about twice the compiled size.
+      accelerate: for a geometric sequence, also try Richardson's extrapolation
+        (:func:`_extrapolated`): what the tails of ``c`` need.
+      refine: for a converged sequence, also try Aitken's extrapolation on the
+        rungs before the noise floor (:func:`_accelerated`): what intercepts need.
+        Each roughly doubles the compiled size of the call, so both are off by
+        default.
 
     Returns:
       :class:`LadderLimit`, batched over the leading axes.
@@ -201,9 +206,10 @@ def ladder_limit(a, noise, *, rtol, monotone=False, window: int = 3, accelerate:
     geometric = (steady | accelerating) & (jnp.abs(r2) < R_MAX) & (d[..., -2] != 0)
     if accelerate:
         extrapolated = _extrapolated(a, d, ds)
-        at_best = _accelerated(a, d, ds, noise, at_best, jnp.min(bound, axis=-1))
     else:
         extrapolated = a[..., -1] + d[..., -1] * _safe_div(r2, 1.0 - r2)
+    if refine:
+        at_best = _accelerated(a, d, ds, noise, at_best, jnp.min(bound, axis=-1))
 
     tail = d[..., -(window + 1) :]
     same_sign = jnp.all(tail > 0, axis=-1) | jnp.all(tail < 0, axis=-1)
