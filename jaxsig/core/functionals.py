@@ -376,11 +376,11 @@ def _abs_integral_with_crossings(g, line, dtype):
     return jnp.abs(g) * jnp.asarray(line.w, dtype), correction, sel, capped
 
 
-#: Precisions whose noise floor :func:`tail_compensation` must cut at (float32).
+#: Above this eps (float32) :func:`tail_compensation` cuts at the noise floor.
 _FLOAT64_EPS_MAX = 1e-10
 
-#: Terms of the cumulative shell sums that :func:`tail_compensation` hands to the
-#: ladder limit: enough for its geometric test and a second Aitken step.
+#: Terms of the cumulative shell sums that :func:`_reliable_window` keeps up to
+#: its cut: enough for the ratio test there and one Aitken step.
 _SHELL_WINDOW = 6
 
 
@@ -393,14 +393,9 @@ def _reliable_window(a_abs, a_sgn, a_noise, eps):
     the sum: exponential tails), but it freezes a power-law tail (float32
     ``x arctan x`` beyond ``|x| ~ 32``) at a wrong value: there the limit is to
     be extrapolated from the last :data:`_SHELL_WINDOW` sums up to that shell.
-
-    Args:
-      a_abs, a_sgn, a_noise: ``(2, k)`` cumulative sums (side, shell) of ``|g|``,
-        ``g`` and the noise of ``g``.
-
-    Returns:
-      ``(w_abs, w_sgn, cut)``: the windows and a ``(2,)`` mask of the sides to
-      take from them.
+    ``a_abs, a_sgn, a_noise`` are ``(2, k)`` cumulative sums (side, shell) of
+    ``|g|``, ``g`` and the noise of ``g``; returns the two windows and a ``(2,)``
+    mask ``cut`` of the sides to take from them.
     """
     n = a_abs.shape[-1]
     content, noise = jnp.diff(a_abs, axis=-1), jnp.diff(a_noise, axis=-1)
@@ -457,15 +452,10 @@ def tail_compensation(line, x, f0, slopes, dtype):
     )
     c_pm, b_pm = c_lim.value, b_lim.value
     if eps > _FLOAT64_EPS_MAX:
-        # Shells whose content is within a few times the noise they would
-        # integrate (float32 x arctan x beyond |x| ~ 32, zeroed above) carry no
-        # information: the sums end at the last shell that does, and the limit
-        # is extrapolated from there rather than read off a sequence frozen by
-        # the zeroing. That is good to a few digits only (x arctan x: 1e-3), and
-        # says so; shells that had stopped shrinking mean a divergent c. In
-        # float64 the noise floor falls inside |x| <= 512 only for remainders
-        # too steep (shell ratios below 0.05) or too small for the cut to apply,
-        # so the program leaves it out.
+        # The cut of _reliable_window, good to a few digits (float32 x arctan x:
+        # 1e-3) and flagged; shells that had stopped shrinking mean a divergent
+        # c. In float64 the noise floor falls inside |x| <= 512 only for
+        # remainders too steep or too small for the cut to apply.
         w_abs, w_sgn, cut = _reliable_window(a_abs, a_sgn, _dot(masks, w * noise), eps)
         (c_tail, b_tail), (shrinking, _) = limits.extrapolate(jnp.stack([w_abs, w_sgn]))
         c_pm = jnp.where(cut, jnp.where(shrinking, c_tail, jnp.inf), c_pm)

@@ -207,7 +207,7 @@ def ladder_limit(
     if accelerate:
         extrapolated = _extrapolated(a, d, ds)
     else:
-        extrapolated = a[..., -1] + d[..., -1] * _safe_div(r2, 1.0 - r2)
+        extrapolated = _aitken_step(a[..., -1], d[..., -1], r2)
     if refine:
         at_best = _accelerated(a, d, ds, noise, at_best, jnp.min(bound, axis=-1))
 
@@ -249,6 +249,12 @@ def ladder_limit(
     return LadderLimit(value.astype(a.dtype), status.astype(jnp.int32))
 
 
+def _aitken_step(a_k, d_k, r):
+    """Aitken's extrapolation ``a_k + d_k r / (1 - r)`` from a term, its difference
+    and the ratio of differences (a constant for differentiation)."""
+    return a_k + d_k * _safe_div(r, 1.0 - r)
+
+
 def _aitken(a, d, ds):
     """Aitken's sequence ``e_j = a_j + d_j r_j / (1 - r_j)``, ``r_j = d_j / d_{j-1}``
     (``j = 2 .. n-1``), with the ratios ``r_j`` and the gains ``r_j / (1 - r_j)``;
@@ -267,7 +273,8 @@ def ladder_limits(*rows, rtol, monotone=False, window: int = 3, accelerate: bool
     """:func:`ladder_limit` of several sequences in one program.
 
     Each ladder call compiles to a few hundred operations; limits that do not
-    depend on each other are cheaper decided together. ``rows`` are
+    depend on each other share one set of fused kernels (the signature's
+    assembly: 312 fusions against 345 with separate calls). ``rows`` are
     ``(a, noise)`` pairs of any leading shapes and lengths; ``rtol`` and
     ``monotone`` are scalars or one per pair. Shorter sequences are padded at
     the front with their first term and infinite noise, which no verdict or
@@ -316,7 +323,7 @@ def extrapolate(a):
     a = jnp.asarray(a)
     d = jnp.diff(a, axis=-1)
     r = _safe_div(jax.lax.stop_gradient(d[..., -1]), jax.lax.stop_gradient(d[..., -2]))
-    return a[..., -1] + d[..., -1] * _safe_div(r, 1.0 - r), (r >= 0) & (r < R_MAX)
+    return _aitken_step(a[..., -1], d[..., -1], r), (r >= 0) & (r < R_MAX)
 
 
 #: Ratios Richardson's extrapolation removes in turn: the corrections ``2^-k``,
@@ -338,12 +345,10 @@ def _extrapolated(a, d, ds):
     is not an integer, Aitken's adaptive ratio wins. Differentiated as one Aitken
     step (see :func:`_accelerated`).
     """
-    rho = _safe_div(ds[..., -1], ds[..., -2])
-    once = a[..., -1] + d[..., -1] * _safe_div(rho, 1.0 - rho)
+    once = _aitken_step(a[..., -1], d[..., -1], _safe_div(ds[..., -1], ds[..., -2]))
     if a.shape[-1] < len(_RICHARDSON) + 2:
         return once
-    rho_prev = _safe_div(ds[..., -2], ds[..., -3])
-    once_prev = a[..., -2] + d[..., -2] * _safe_div(rho_prev, 1.0 - rho_prev)
+    once_prev = _aitken_step(a[..., -2], d[..., -2], _safe_div(ds[..., -2], ds[..., -3]))
     r = a
     for q in _RICHARDSON:
         r = (r[..., 1:] - q * r[..., :-1]) / (1.0 - q)
