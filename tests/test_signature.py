@@ -445,6 +445,35 @@ def test_errors_are_clear():
         jaxsig.signature(lambda x: (x > 0).astype(jnp.int32), 1.0)
 
 
+def test_params_of_the_wrong_structure_shape_or_type_are_named():
+    # Each once failed inside phi with JAX's or Python's own message, or (a
+    # string) was read as 1.0 without a word.
+    with pytest.raises(TypeError, match=r"structure of its defaults .*missing \['beta'\] unexpected \['b'\]"):
+        jaxsig.signature("swish_beta", 1.0, params={"b": 1.0})
+    with pytest.raises(TypeError, match=r"structure of its defaults \{'beta': 1.0\}, got \{'beta': \[1.0, 2.0\]\}"):
+        jaxsig.signature("swish_beta", 1.0, params={"beta": [1.0, 2.0]})
+    with pytest.raises(ValueError, match=r"params\['beta'\] of 'swish_beta' must have shape \(\) .*got shape \(2,\)"):
+        jaxsig.signature("swish_beta", 1.0, params={"beta": np.array([1.0, 2.0])})
+    with pytest.raises(TypeError, match=r"params\['beta'\] .* real number.*a string is not a number"):
+        jaxsig.signature("swish_beta", 1.0, params={"beta": "1"})
+    with pytest.raises(TypeError, match=r"params\['beta'\] .* real number"):
+        jaxsig.moments("swish_beta", 1.0, params={"beta": 1.0 + 2.0j})
+    with pytest.raises(TypeError, match=r"params\[0\] of '_power' must be a real number"):
+        jaxsig.signature(_power, 1.0, params=("2",))
+    # The right structure passes, as Python numbers, integers or arrays, and
+    # under jit and vmap (where a leaf is one row).
+    want = float(jaxsig.moments("swish_beta", 1.0, params={"beta": 2.0}).m2)
+    assert float(jaxsig.moments("swish_beta", 1.0, params={"beta": 2}).m2) == want
+    jitted = jax.jit(lambda b: jaxsig.moments("swish_beta", 1.0, params={"beta": b}).m2)
+    assert float(jitted(jnp.asarray(2.0))) == pytest.approx(want, rel=1e-14)
+    rows = jax.vmap(lambda b: jaxsig.moments("swish_beta", 1.0, params={"beta": b}).m2)(jnp.asarray([2.0, 2.0]))
+    np.testing.assert_allclose(np.asarray(rows), want, rtol=1e-14)
+
+
+def _power(x, p):
+    return jnp.abs(x) ** p[0]
+
+
 def test_under_jit_nonfinite_phi_gives_nan_not_numbers():
     def bad(x):
         return jnp.exp(x * x)

@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxsig.core._numerics import is_concrete
 
-__all__ = ["check_range", "working_dtype"]
+__all__ = ["check_params", "check_range", "working_dtype"]
 
 _SUPPORTED = "float32 or float64 (float16 and bfloat16 are too coarse for the quadrature)"
 
@@ -98,3 +98,66 @@ def check_range(
                 what = f"finite and {'>' if strict else '>='} {low:g}"
         bad = a[~ok].ravel()[:3] if a.ndim else a
         raise ValueError(f"{name} must be {what}, got {name}={bad}" + (f" ({hint})" if hint else ""))
+
+
+def _shape_dtype(leaf):
+    """``(shape, dtype)`` of an array-like leaf (arrays, tracers, ``ShapeDtypeStruct``,
+    Python numbers), or ``None`` where it holds no numbers."""
+    if isinstance(leaf, (str, bytes)):
+        return None
+    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+        return tuple(leaf.shape), np.dtype(leaf.dtype)
+    try:
+        a = np.asarray(leaf)
+    except Exception:
+        return None
+    return a.shape, a.dtype
+
+
+def check_params(owner: str, params, defaults=None, *, batched: bool = False) -> None:
+    """Raise, naming the offending entry, where ``params`` cannot parametrise ``owner``.
+
+    Every leaf must hold real numbers (a Python number, or an array of a
+    boolean, integer or floating dtype: it is cast to the working dtype); a
+    string such as ``"1"``, which NumPy would silently read as ``1.0``, is refused.
+    Where ``owner`` has ``defaults``, ``params`` must have their pytree structure
+    (the same dictionary keys) and each leaf their shape: one parameter set per
+    call, since ``phi(x, params)`` with a batched leaf no longer maps each entry
+    of ``x`` independently. Shapes and dtypes are static, so this holds under
+    ``jit`` and ``vmap`` too (there a leaf is one row of the batch). With
+    ``batched``, every leaf has a leading batch axis, which the shapes skip.
+
+    Raises:
+      TypeError: a leaf is not numeric, or the structure differs from the defaults.
+      ValueError: a leaf's shape differs from its default's.
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        where = "params" + jax.tree_util.keystr(path)
+        sd = _shape_dtype(leaf)
+        if sd is None or sd[1].kind not in "biuf":
+            raise TypeError(
+                f"{where} of {owner!r} must be a real number or an array of real numbers, got {leaf!r}"
+                + (" (a string is not a number: pass 1.0, not '1')" if isinstance(leaf, (str, bytes)) else "")
+            )
+    if defaults is None:
+        return
+    given_tree, default_tree = jax.tree_util.tree_structure(params), jax.tree_util.tree_structure(defaults)
+    if given_tree != default_tree:
+        hint = ""
+        if isinstance(params, Mapping) and isinstance(defaults, Mapping):
+            missing = sorted(map(str, set(defaults) - set(params)))
+            extra = sorted(map(str, set(params) - set(defaults)))
+            hint = "".join([f" missing {missing}" if missing else "", f" unexpected {extra}" if extra else ""]).strip()
+            hint = f" ({hint})" if hint else ""
+        raise TypeError(
+            f"params of {owner!r} must have the structure of its defaults {defaults!r}, got {params!r}{hint}. "
+            "Pass a pytree with the same keys, e.g. its defaults with some values changed."
+        )
+    for (path, given), default in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree_util.tree_leaves(defaults)):
+        shape, want = _shape_dtype(given)[0][int(batched) :], _shape_dtype(default)[0]
+        if shape != want:
+            raise ValueError(
+                f"params{jax.tree_util.keystr(path)} of {owner!r} must have shape {want} (that of its default "
+                f"{default!r}), got shape {shape}. For many parameter sets at once use jax.vmap or "
+                "jaxsig.signature_batch."
+            )

@@ -29,6 +29,8 @@ import jax.numpy as jnp
 from jax.scipy.special import erf as _erf
 from jax.scipy.special import erfc as _erfc
 
+from jaxsig.core._validate import check_params
+
 __all__ = [
     "Activation",
     "as_activation",
@@ -475,8 +477,14 @@ def as_activation(phi, params=None, kinks=()) -> Activation:
     Args:
       phi: a registered name, an :class:`Activation`, or a callable
         ``phi(x)`` / ``phi(x, params)``.
-      params: parameters overriding the activation's defaults.
+      params: parameters overriding the activation's defaults: the same pytree
+        structure and leaf shapes as those defaults, where it has any.
       kinks: extra points where ``phi'`` may jump.
+
+    Raises:
+      TypeError: ``phi`` is neither a name, an Activation nor a callable; a leaf
+        of ``params`` is not numeric, or its structure is not the defaults'.
+      ValueError: a leaf of ``params`` has another shape than its default.
     """
     if isinstance(phi, str):
         act = resolve(phi)
@@ -494,6 +502,8 @@ def as_activation(phi, params=None, kinks=()) -> Activation:
         )
     if kinks and callable(act.kinks):
         raise TypeError(f"{act.name!r} has breakpoints given by a function of its parameters; put extra kinks there")
+    if params is not None:
+        check_params(act.name, params, act.params)
     if params is not None or kinks:
         act = dataclasses.replace(
             act,

@@ -60,7 +60,7 @@ from jax.sharding import PartitionSpec as P
 from jaxsig.core import _progress, quadrature
 from jaxsig.core import activations as _activations
 from jaxsig.core._numerics import is_concrete
-from jaxsig.core._validate import check_range, working_dtype
+from jaxsig.core._validate import check_params, check_range, working_dtype
 from jaxsig.core.signature import Moments, moments, signature_with_aux
 
 __all__ = ["signature_batch", "moments_batch", "batch_mesh", "AXIS", "DEFAULT_CHUNK"]
@@ -287,6 +287,8 @@ def _batch(kind, phi, params, sigma, mu, rule, chunk_size, mesh, progress, check
     act = _resolve_activation(phi)
     rule = quadrature.get_rule(rule).with_kinks(act.kinks)
     size = _batch_size(params)
+    # Each row must be a parameter set of the activation: its defaults' structure and shapes.
+    check_params(act.name, params, act.params, batched=True)
     mesh = _resolve_mesh(mesh)
     n_dev = mesh.size
     chunk = _chunk_rows(math.ceil(size / n_dev), chunk_size)
