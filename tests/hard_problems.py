@@ -3,8 +3,9 @@ signature must report, computed independently (closed forms, or mpmath at 30
 digits in the tests that use them).
 
 Classes: exponential growth (overflow far out), power singularities of phi and
-phi' at a kink (integrable or not), damped oscillation at infinity, algebraic
-approach to the asymptote, and many extrema and crossings.
+phi' at a kink (integrable or not), damped oscillation at infinity (faster than
+the line's tail panels resolve), algebraic approach to the asymptote, and many
+extrema and crossings.
 """
 
 import math
@@ -53,6 +54,22 @@ def slow_bump(x):
 ALGEBRAIC = ("x_arctan", "lorentz_bump", "cauchy_cubed", "slow_bump")
 
 
+def damped_wave(x):
+    return jnp.sin(x) / (1.0 + x**2)
+
+
+def _damped_wave_c():
+    # |sin x| = 2/pi - (4/pi) sum_k cos(2 k x) / (4 k^2 - 1) and
+    # int_0^inf cos(2 k x) / (1 + x^2) dx = (pi/2) e^(-2k), so
+    # int_0^inf |sin x| / (1 + x^2) dx = 1 - 2 sum_k e^(-2k) / (4 k^2 - 1); c is twice that.
+    return float(2 * (1 - 2 * mp.nsum(lambda k: mp.exp(-2 * k) / (4 * k * k - 1), [1, mp.inf])))
+
+
+def _damped_wave_b():
+    # int_0^inf sin x / (1 + x^2) dx = (e^-1 Ei(1) - e Ei(-1)) / 2.
+    return float((mp.exp(-1) * mp.ei(1) - mp.e * mp.ei(-1)) / 2)
+
+
 def wave_packet(x):
     return jnp.exp(-(x**2) / 8.0) * jnp.sin(4.0 * x)
 
@@ -78,6 +95,9 @@ EXACT = {
     "cauchy_cubed": dict(alpha_plus=1.0, beta_plus=0.0, beta_minus=0.0, c=2.0, b=2.0),
     # x + x/(1 + x^2): the remainder ~ 1/x, so int |phi - x| diverges (log).
     "slow_bump": dict(alpha_plus=1.0, beta_plus=0.0, beta_minus=0.0, c=math.inf, b=math.nan),
+    # An oscillation under an integrable x^-2 envelope: c finite, although the
+    # line's graded tail panels span several of its periods.
+    "damped_wave": dict(alpha_plus=0.0, beta_plus=0.0, c=_damped_wave_c(), b_plus=_damped_wave_b()),
 }
 
 

@@ -137,3 +137,31 @@ def test_new_sigma_shapes_in_one_bucket_do_not_retrace():
     assert s.m2.shape == (2, 3)
     # The same sums, blocked differently by the matrix product: equal to a few ulps.
     np.testing.assert_allclose(float(s.m2[1, 2]), float(ref.m2), rtol=4 * np.finfo(np.float64).eps)
+
+
+def _kinked(x, p):
+    """A piecewise-linear activation whose kinks the tests declare, counting traces."""
+    if isinstance(x, jax.core.Tracer):
+        TRACES["n"] += 1
+    return p["a"] * jnp.maximum(x - 0.3, 0.0) + jnp.minimum(x + 0.8, 0.0)
+
+
+def test_signature_new_kink_sets_share_the_compiled_line():
+    # Kinks are data (two slots at least): a new kink set of the same function, or
+    # another activation with up to two kinks, reuses both compiled stages; only
+    # a new function is traced again (its own sampling stage).
+    from jaxsig.core import signature as S
+
+    def act(kinks):
+        return jaxsig.Activation("kinked", _kinked, {"a": 1.0}, kinks=kinks)
+
+    def call(kinks):
+        return jaxsig.signature(act(kinks), jnp.asarray([0.7, 1.4]), params={"a": 2.0}, mu=0.1)
+
+    s = call((0.3, -0.8))
+    np.testing.assert_allclose(np.asarray(s.tv), 3.0, atol=1e-14)  # jumps of 2 and 1 in phi'
+    before = S._assemble._cache_size()
+    assert _traces_for(call, [((0.3, -0.8),), ((0.31, -0.8),), ((-0.8,),), ((0.3,),)]) == 0
+    for name in ("relu6", "hard_tanh", "relu"):
+        jaxsig.signature(name, jnp.asarray([0.7, 1.4]), mu=0.1)
+    assert S._assemble._cache_size() == before

@@ -39,6 +39,8 @@ __all__ = [
     "GaussHermite",
     "Line",
     "Rule",
+    "cut_line",
+    "kink_ladders",
     "get_rule",
     "gaussian_weights",
     "legendre01",
@@ -199,11 +201,11 @@ class Composite:
         if k.size == 0:
             return jnp.asarray(base_x, dtype), jnp.asarray(base_w, dtype)
         edges = _gaussian_edges(self)
-        x, w, cut = _kink_pieces(jnp.asarray(edges, dtype), k, jnp.asarray(t, dtype), jnp.asarray(wl, dtype))
+        x, w, _, cut = _kink_pieces(jnp.asarray(edges, dtype), k, jnp.asarray(t, dtype), jnp.asarray(wl, dtype))
         keep = ~cut[jnp.asarray(_gaussian_panel_of(self))]
         return (
-            jnp.concatenate([jnp.asarray(base_x, dtype), x]),
-            jnp.concatenate([jnp.where(keep, jnp.asarray(base_w, dtype), 0.0), w]),
+            jnp.concatenate([jnp.asarray(base_x, dtype), x.ravel()]),
+            jnp.concatenate([jnp.where(keep, jnp.asarray(base_w, dtype), 0.0), w.ravel()]),
         )
 
     @property
@@ -277,11 +279,12 @@ def get_rule(rule: Union[str, Rule, None]) -> Rule:
     raise TypeError(f"rule must be a name or a jaxsig.quadrature rule instance, got {type(rule).__name__}")
 
 
-def pad_slots(kinks) -> np.ndarray:
-    """``kinks`` padded with ``NaN`` (empty slots) to a size of 0, 2, 4, 8, ...: a
-    new kink set of a similar size reuses the compiled program."""
+def pad_slots(kinks, minimum: int = 0) -> np.ndarray:
+    """``kinks`` padded with ``NaN`` (empty slots) to a size of ``minimum`` or 0, 2,
+    4, 8, ..., whichever is larger: a new kink set of a similar size reuses the
+    compiled program."""
     n = len(kinks)
-    size = 0 if n == 0 else max(2, 1 << (n - 1).bit_length())
+    size = max(minimum, 0 if n == 0 else max(2, 1 << (n - 1).bit_length()))
     return np.concatenate([np.asarray(kinks, np.float64), np.full(size - n, np.nan)])
 
 
@@ -291,8 +294,8 @@ def _kink_pieces(edges, kinks, t, wl):
     For each kink ``k`` (sorted) in panel ``[e_p, e_{p+1}]``: the piece from ``k`` to
     the next kink or ``e_{p+1}``, and, for the first kink of its panel, the piece
     from ``e_p`` to ``k``. Empty slots (``NaN``) and kinks outside the grid give
-    pieces of weight 0. Returns nodes and weights ``(2 K order,)`` and which
-    panels were cut ``(P,)``.
+    pieces of weight 0 and width 0. Returns nodes and weights ``(2K, order)``, the
+    pieces' ends ``(2K, 2)`` and which panels were cut ``(P,)``.
     """
     n_panels = edges.size - 1
     k = jnp.sort(kinks)  # NaN last
@@ -302,13 +305,31 @@ def _kink_pieces(edges, kinks, t, wl):
     same_prev = jnp.concatenate([jnp.zeros(1, bool), (p[1:] == p[:-1]) & valid[:-1]])
     same_next = jnp.concatenate([(p[1:] == p[:-1]) & valid[1:], jnp.zeros(1, bool)])
     nxt = jnp.concatenate([kc[1:], kc[-1:]])
-    a = jnp.stack([edges[p], kc])
-    b = jnp.stack([kc, jnp.where(same_next, nxt, edges[p + 1])])
-    half = jnp.where(jnp.stack([valid & ~same_prev, valid]), b - a, 0.0)
-    x = a[..., None] + (b - a)[..., None] * t
-    w = half[..., None] * wl
+    a = jnp.stack([edges[p], kc]).reshape(-1)
+    b = jnp.stack([kc, jnp.where(same_next, nxt, edges[p + 1])]).reshape(-1)
+    width = jnp.where(jnp.stack([valid & ~same_prev, valid]).reshape(-1), b - a, 0.0)
+    x = a[:, None] + (b - a)[:, None] * t
+    w = width[:, None] * wl
     cut = jnp.any((jnp.arange(n_panels)[:, None] == p[None, :]) & valid[None, :], axis=1)
-    return x.ravel(), w.ravel(), cut
+    return x, w, jnp.stack([a, a + width], axis=1), cut
+
+
+def kink_ladders(kinks, dtype):
+    """The ladders ``b +- 2**-k`` toward ``0`` and each of ``kinks`` (an array; ``NaN``
+    entries are empty slots), ``k = 4 .. 40`` (float32: ``.. 21``), the offsets held
+    at ``4 eps |b|`` where ``2**-k`` would round into ``b`` (those rungs repeat).
+
+    Returns:
+      ``(x, empty)``: points ``(1 + K, 2, k)`` and a mask ``(1 + K,)`` of empty
+      slots (their points are those of ``0``'s ladder).
+    """
+    eps = float(np.finfo(jnp.dtype(dtype)).eps)
+    b = jnp.concatenate([jnp.zeros(1, dtype), jnp.asarray(kinks, dtype)])
+    empty = ~jnp.isfinite(b)
+    b = jnp.where(empty, 0.0, b)
+    depth = min(int(math.floor(-math.log2(4 * eps))), 40)
+    off = jnp.maximum(jnp.asarray(2.0 ** -np.arange(4, depth + 1), dtype), 4 * eps * jnp.abs(b)[:, None])
+    return jnp.stack([b[:, None] - off, b[:, None] + off], axis=1), empty
 
 
 def _normal_kinks(*groups) -> tuple:
@@ -330,6 +351,12 @@ class Line(NamedTuple):
       panels: ``(n_panels, order)`` indices of each panel's Gauss–Legendre nodes.
       panel_edges: ``(n_panels, 2)`` the panel ends.
       x_max: extent of the composite grid.
+      live: ``(n_kinks,)`` which ladders of ``inner`` approach a kink (the others
+        are empty kink slots of :func:`cut_line`, repeating ``0``'s ladder).
+
+    :meth:`Composite.line` builds it in NumPy with the rule's kinks in the grid;
+    :func:`cut_line` builds the same partition with the kinks as data (arrays,
+    traced under ``jit``), which is what the signature computes on.
     """
 
     x: np.ndarray
@@ -342,6 +369,7 @@ class Line(NamedTuple):
     panels: np.ndarray
     panel_edges: np.ndarray
     x_max: float
+    live: np.ndarray
 
 
 @functools.lru_cache(maxsize=None)
@@ -502,4 +530,61 @@ def _line(cfg: Composite, dtype_name: str) -> Line:
         panels=panels,
         panel_edges=np.stack([edges[:-1], edges[1:]], axis=1),
         x_max=cfg.x_max,
+        live=np.ones(len(kinks), bool),
+    )
+
+
+def cut_line(rule, dtype, kinks) -> Line:
+    """The :class:`Line` of ``rule``'s kink-free grid, cut at ``kinks`` given as data.
+
+    ``kinks`` is an array (``NaN`` entries are empty slots, see :func:`pad_slots`),
+    traced or not: only its size is part of a compiled program, so a new kink
+    set, or breakpoints that move with the parameters, reuse it. Each kink ``b``
+    adds its ladder ``b +- 2**-k`` (:func:`kink_ladders`) and cuts the panel it
+    falls in into two Gauss–Legendre pieces (the panel's own nodes keep their
+    place in the partition with weight 0, and the panel gets width 0), as
+    :meth:`Composite.gaussian_nodes` does for the Gaussian grid. The points are
+    sorted at run time and every index set follows them; ``body`` is a mask.
+    """
+    base_rule = rule if isinstance(rule, Composite) else Composite()
+    base_rule = dataclasses.replace(base_rule, kinks=())
+    base = base_rule.line(dtype)
+    kinks = jnp.ravel(jnp.asarray(kinks, dtype))
+    n0, order = base.x.size, base.panels.shape[1]
+    ladders, empty = kink_ladders(kinks, dtype)
+    ladders = ladders[1:]  # 0's ladder is the base line's
+    t, wl = legendre01(order)
+    edges = jnp.asarray(_composite_edges(base_rule), dtype)
+    xp, wp, ends, cut = _kink_pieces(edges, kinks, jnp.asarray(t, dtype), jnp.asarray(wl, dtype))
+    # Pieces of width 0 (empty slots; a kink on a panel edge) are parked on the
+    # leftmost point, -2**48: their zero-width intervals add nothing there, and
+    # no point lands on a kink, where phi' has no value.
+    xp = jnp.where((ends[:, 1] > ends[:, 0])[:, None], xp, jnp.asarray(base.x[0], dtype))
+    uncut = jnp.ones(n0, dtype).at[base.panels.ravel()].set(jnp.repeat(~cut, order).astype(dtype))
+    x_all = jnp.concatenate([jnp.asarray(base.x, dtype), ladders.ravel(), xp.ravel()])
+    w_all = jnp.concatenate([jnp.asarray(base.w, dtype) * uncut, jnp.zeros(ladders.size, dtype), wp.ravel()])
+    perm = jnp.argsort(x_all, stable=True)
+    rank = jnp.zeros(perm.size, jnp.int32).at[perm].set(jnp.arange(perm.size, dtype=jnp.int32))
+    x = x_all[perm]
+    n_lad = ladders.size
+    new_inner = rank[n0 : n0 + n_lad].reshape(ladders.shape)
+    new_panels = rank[n0 + n_lad :].reshape(xp.shape)
+    base_edges = jnp.asarray(base.panel_edges, dtype)
+    base_edges = jnp.where(cut[:, None], base_edges[:, :1], base_edges)
+    # The interval that holds each kink (0 and the live slots) is split.
+    b = jnp.concatenate([jnp.zeros(1, dtype), jnp.where(empty[1:], jnp.nan, kinks)])
+    holder = jnp.searchsorted(x, jnp.where(jnp.isfinite(b), b, 0.0)) - 1
+    split = jnp.zeros(x.size - 1, bool).at[jnp.where(jnp.isfinite(b), holder, x.size)].set(True, mode="drop")
+    return Line(
+        x=x,
+        w=w_all[perm],
+        body=jnp.abs(x) <= base.x_max,
+        pos=rank[base.pos],
+        neg=rank[base.neg],
+        inner=jnp.concatenate([rank[base.inner], new_inner]),
+        split=split,
+        panels=jnp.concatenate([rank[base.panels], new_panels]),
+        panel_edges=jnp.concatenate([base_edges, ends]),
+        x_max=base.x_max,
+        live=~empty,
     )

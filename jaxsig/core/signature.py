@@ -239,18 +239,23 @@ def signature_with_aux(
       (1.0, 0)
     """
     act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
+    # Kinks travel as data, at least two slots: every activation with up to two
+    # kinks (ReLU, ReLU6, hard tanh, a user's) shares the compiled line
+    # functionals, and breakpoints that move with the parameters cut the line
+    # too, under jit as well.
+    kinks = jnp.asarray(quadrature.pad_slots(rule.kinks, minimum=2), sigma.dtype)
+    moving = act.breakpoints()
+    if moving is not None:
+        kinks = jnp.concatenate([kinks, moving.astype(kinks.dtype)])
     shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
-    samples = _sample(act, rule, sigma, mu)
-    sig, aux, error = _unpad(_assemble(rule, sigma, mu, samples), shape)
+    free = _kink_free(rule)
+    samples = _sample(act.replace(kinks=(), kink_fn=None), free, sigma, mu, kinks)
+    sig, aux, error = _unpad(_assemble(free, sigma, mu, samples, kinks), shape)
     _check_finite(act, rule, aux.finite, sigma.dtype)
     unresolved = _warn_unresolved(act, error)
     found = _warn_undeclared_kinks(act, samples)
     # _check_domain has already warned where the grid cannot resolve the density.
-    narrow = (
-        isinstance(rule, quadrature.Composite)
-        and is_concrete(sigma, mu)
-        and not bool(np.all(np.asarray(rule.resolves(sigma, mu))))
-    )
+    narrow = is_concrete(sigma, mu) and not bool(np.all(np.asarray(_resolves(rule, sigma, mu))))
     _warn_approximate(act, aux.status, skip_gaussian=found or unresolved or narrow)
     return sig, aux
 
@@ -285,7 +290,11 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
 
 
 def _kink_free(rule):
-    return dataclasses.replace(rule, kinks=()) if isinstance(rule, quadrature.Composite) else rule
+    return dataclasses.replace(rule, kinks=())
+
+
+def _resolves(rule, sigma, mu):
+    return rule.resolves(sigma, mu) if isinstance(rule, quadrature.Composite) else True
 
 
 def _bucketed(sigma, mu):
@@ -323,13 +332,9 @@ def prepare_inputs(phi, params, sigma, mu, rule):
     once, with the errors and warnings documented in :func:`signature`."""
     dtype = working_dtype({"sigma": sigma, "mu": mu}, _activations.as_activation(phi, params).params)
     act = _activations.prepare(phi, params, dtype=dtype)
+    # The rule carries the activation's fixed kinks; breakpoints that move with
+    # the parameters (act.breakpoints()) are data that each computation adds.
     rule = quadrature.get_rule(rule).with_kinks(act.kinks)
-    moving = act.breakpoints()
-    if moving is not None and is_concrete(moving):
-        # Breakpoints that depend on the parameters, at concrete values: the line
-        # (slopes, tv, c) is cut there too. Under jit only the Gaussian
-        # statistics see them; tv and c then report kinks they find as APPROXIMATE.
-        rule = rule.with_kinks(tuple(float(k) for k in np.asarray(moving) if np.isfinite(k)))
     sigma = jnp.asarray(sigma, dtype)
     mu = jnp.asarray(mu, dtype)
     check_range("sigma", sigma, low=0.0, strict=True, hint="the input scale: pre-activations are mu + sigma * Z")
@@ -461,12 +466,15 @@ def _check_finite(act, rule, finite, dtype):
 
 
 _APPROXIMATE_REASONS = {
-    "tv": f"phi' has more turning points than the {functionals.N_EXTREMA} polished slots; tv keeps cubic-Hermite "
-    "estimates of the rest (about 1e-7 relative)",
+    "tv": f"either phi' has more turning points than the {functionals.N_EXTREMA} polished slots, and tv keeps "
+    "cubic-Hermite estimates of the rest (about 1e-7 relative), or phi' oscillates faster than the line's graded "
+    "tail panels resolve, and tv misses extrema there (sin(x)/(1+x^2): 2e-3 relative)",
     "c": f"either phi crosses its asymptotes in more than {functionals.N_CROSSING_PANELS} panels (or more than "
     f"{functionals.N_ROOTS} times in one), and c integrates |phi - alpha x - beta| with Gauss-Legendre there (about "
     "1e-6 relative), or phi - alpha x - beta sinks into the rounding noise of phi while its tail still matters, "
-    "and c extrapolates that tail (float32 x*arctan(x): about 1e-3 relative; float64 resolves it)",
+    "and c extrapolates that tail (float32 x*arctan(x): about 1e-3 relative; float64 resolves it), or phi "
+    "oscillates faster than the line's graded tail panels resolve, and c and b are rough estimates "
+    "(sin(x)/(1+x^2): 1e-3 relative)",
     "g1": "phi' has an integrable power singularity at a kink; the Gaussian statistics of phi' are accurate to "
     "about 1e-4 there",
 }
@@ -546,35 +554,34 @@ class _Samples(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
-def _sample(act, rule, sigma, mu) -> _Samples:
+def _sample(act, rule, sigma, mu, kinks) -> _Samples:
     dtype = sigma.dtype
-    line = rule.line(dtype)
-    x = jnp.asarray(line.x, dtype)
+    line = quadrature.cut_line(rule, dtype, kinks)
+    x = line.x
     f0, f1, f2 = derivatives(act, x, 2)
     peak, capped = functionals.extrema_of_slope(act, line, x, f1, f2)
     kinks_found, kink_near = functionals.undeclared_kinks(line, x, f1, f2, dtype)
-    xg, wg = gaussian.nodes(act, rule, sigma, mu)
+    xg, wg = gaussian.nodes(act, rule, sigma, mu, kinks)
     g0, g1 = derivatives(act, xg, 1)
     return _Samples(f0, f1, f2, peak, capped, kinks_found, kink_near, xg, wg, g0, g1)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
-def _assemble(rule, sigma, mu, samples: _Samples):
+def _assemble(rule, sigma, mu, samples: _Samples, kinks):
     dtype = sigma.dtype
-    line = rule.line(dtype)
-    x = jnp.asarray(line.x, dtype)
+    line = quadrature.cut_line(rule, dtype, kinks)
+    x = line.x
     f0, f1, f2 = samples.f0, samples.f1, samples.f2
     mirrored = getattr(rule, "mirrored", 0) if samples.xg.ndim == 1 else 0
     stats = statistics(samples.xg, samples.wg, samples.g0, samples.g1, sigma, mu, mirrored=mirrored)
-    inner = jnp.asarray(line.inner)
-    sing = functionals.singularities(f0[inner], f1[inner])
+    sing = functionals.singularities(f0[line.inner], f1[line.inner])
     # A jump of phi' at no declared kink costs the Gaussian sums their order.
     sing = sing._replace(integrable=sing.integrable | (samples.kinks_found > 0))
     error = gaussian.resolution(rule, samples.wg, samples.g0, samples.g1, sigma)
     gauss, g_status = _checked(stats, sing, sigma, mu, _unresolved(rule, sigma, mu, error))
 
     slopes = functionals.slopes(line, x, f0, dtype)
-    tv, tv_status = functionals.total_variation(line, x, f1, f2, samples.peak, dtype)
+    tv, tv_status = functionals.total_variation(line, x, f0, f1, f2, samples.peak, dtype)
     tv_status = jnp.where(samples.capped & (tv_status < limits.APPROXIMATE), limits.APPROXIMATE, tv_status)
     c, b, b_plus, b_minus, c_status = functionals.tail_compensation(line, x, f0, slopes, dtype)
     growth = functionals.growth_class(line, x, f0, slopes)
@@ -621,7 +628,7 @@ def _assemble(rule, sigma, mu, samples: _Samples):
 def _moments(act, rule, sigma, mu, kinks) -> Moments:
     moving = act.breakpoints()
     every = kinks if moving is None else jnp.concatenate([kinks, moving.astype(kinks.dtype)])
-    xi, empty = functionals.kink_ladders(every, sigma.dtype)
+    xi, empty = quadrature.kink_ladders(every, sigma.dtype)
     v0, v1 = derivatives(act, xi, 1)
     # Empty slots see a constant: no singularity.
     v0, v1 = (jnp.where(empty[:, None, None], 1.0, v) for v in (v0, v1))
@@ -638,10 +645,7 @@ def _unresolved(rule, sigma, mu, error):
     """Where the Gaussian sums are only approximate: ``phi`` varies faster than the
     panels resolve (``error``, :func:`jaxsig.core.gaussian.resolution`), or the
     density is narrower than the grid (:meth:`Composite.resolves`)."""
-    out = error > gaussian.UNRESOLVED
-    if isinstance(rule, quadrature.Composite):
-        out = out | ~rule.resolves(sigma, mu)
-    return out
+    return (error > gaussian.UNRESOLVED) | ~_resolves(rule, sigma, mu)
 
 
 def _checked(gauss: Moments, sing, sigma, mu, unresolved=False):

@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsig.core import quadrature
+from jaxsig.core import gaussian, quadrature
 from jaxsig.core._numerics import is_concrete
 from jaxsig.core.signature import prepare_inputs
 
@@ -169,7 +169,9 @@ def hermite_coefficients(
     n = _check_n(n)
     act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
     _check_domain(rule, n, sigma, mu)
-    out = _hermite(act, rule, n, sigma, mu)
+    # Kinks as data (padded slots), as in jaxsig.moments: a new kink set reuses the program.
+    kinks = jnp.asarray(quadrature.pad_slots(rule.kinks), sigma.dtype)
+    out = _hermite(act.replace(kinks=()), dataclasses.replace(rule, kinks=()), n, sigma, mu, kinks)
     if is_concrete(out.finite) and not bool(np.all(np.asarray(out.finite))):
         raise ValueError(
             f"phi {act.name!r} returned non-finite values at some quadrature nodes. Make it "
@@ -231,13 +233,13 @@ _VAR_FLOOR = 64.0  # Var <= (64 eps)^2 m2 counts as zero variance (see share_var
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
-def _hermite(act, rule, n, sigma, mu) -> HermiteCoefficients:
+def _hermite(act, rule, n, sigma, mu, kinks) -> HermiteCoefficients:
     dtype = sigma.dtype
     if isinstance(rule, quadrature.Composite):
         # He_k(z) for k up to ~128 oscillates on the scale sigma / sqrt(k): panels of
         # 2 sigma_min (not the moments' 8) keep degree 127 at 1e-14.
         rule = dataclasses.replace(rule, gaussian_panel_sigmas=min(rule.gaussian_panel_sigmas, 2.0))
-    x, w = rule.gaussian(sigma, mu, dtype)
+    x, w = gaussian.nodes(act, rule, sigma, mu, kinks)
     fx = jnp.asarray(act(x))
     if fx.shape != x.shape:
         raise ValueError(f"phi must be elementwise: phi(x) for x of shape {x.shape} returned shape {fx.shape}")
