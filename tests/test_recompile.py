@@ -160,8 +160,8 @@ def test_signature_new_kink_sets_share_the_compiled_line():
 
     s = call((0.3, -0.8))
     np.testing.assert_allclose(np.asarray(s.tv), 3.0, atol=1e-14)  # jumps of 2 and 1 in phi'
-    before = S._assemble._cache_size()
+    before = S._line_functionals._cache_size()
     assert _traces_for(call, [((0.3, -0.8),), ((0.31, -0.8),), ((-0.8,),), ((0.3,),)]) == 0
     for name in ("relu6", "hard_tanh", "relu"):
         jaxsig.signature(name, jnp.asarray([0.7, 1.4]), mu=0.1)
-    assert S._assemble._cache_size() == before
+    assert S._line_functionals._cache_size() == before

@@ -29,8 +29,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import NamedTuple, Union
+from typing import Union
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -336,7 +337,13 @@ def _normal_kinks(*groups) -> tuple:
     return tuple(sorted({float(k) for g in groups for k in g} - {0.0}))
 
 
-class Line(NamedTuple):
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["x", "w", "body", "pos", "neg", "inner", "split", "panels", "panel_edges", "live"],
+    meta_fields=["x_max"],
+)
+@dataclasses.dataclass(frozen=True)
+class Line:
     """A sorted partition of R (float64 NumPy, cast at use) with static index sets.
 
     Attributes:
@@ -545,11 +552,20 @@ def cut_line(rule, dtype, kinks) -> Line:
     place in the partition with weight 0, and the panel gets width 0), as
     :meth:`Composite.gaussian_nodes` does for the Gaussian grid. The points are
     sorted at run time and every index set follows them; ``body`` is a mask.
+
+    ``rule`` gives the grid (a :class:`Composite`; any other rule, the default
+    one) without its static kinks: callers pass every kink in ``kinks``. One
+    compiled program per grid, dtype and number of slots; the result is a pytree
+    (``x_max`` static), an ordinary argument of the stages that use it.
     """
-    base_rule = rule if isinstance(rule, Composite) else Composite()
-    base_rule = dataclasses.replace(base_rule, kinks=())
+    base = rule if isinstance(rule, Composite) else Composite()
+    return _cut_line(dataclasses.replace(base, kinks=()), jnp.ravel(jnp.asarray(kinks, dtype)))
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _cut_line(base_rule, kinks) -> Line:
+    dtype = kinks.dtype
     base = base_rule.line(dtype)
-    kinks = jnp.ravel(jnp.asarray(kinks, dtype))
     n0, order = base.x.size, base.panels.shape[1]
     ladders, empty = kink_ladders(kinks, dtype)
     ladders = ladders[1:]  # 0's ladder is the base line's
