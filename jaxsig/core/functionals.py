@@ -235,8 +235,11 @@ def extrema_of_slope(f, line, x, f1, f2):
 def total_variation(line, x, f0, f1, f2, peak, dtype):
     """``TV(phi')`` over R: refined partition sum, tails tested and extrapolated.
 
-    ``peak`` is :func:`_extrema_of_slope`'s output: the partition is the line
+    ``peak`` is :func:`extrema_of_slope`'s output: the partition is the line
     refined by the extrema of ``phi'``, so the sum is exact on monotone pieces.
+    ``f0`` (``phi``) sets the scale of the rounding noise of ``phi'`` for the
+    test of whether the panels resolve it (:func:`unresolved_panels`; where they
+    do not, the status is ``APPROXIMATE``).
     """
     eps = _eps(dtype)
     ok = jnp.isfinite(f1) & jnp.isfinite(f2)
@@ -287,9 +290,8 @@ def total_variation(line, x, f0, f1, f2, peak, dtype):
     status = jnp.where(jnp.all(ok), jnp.max(lim_all.status), limits.NON_FINITE)
     # Extrema of phi' that the line's panels do not resolve (oscillation in the
     # graded tails) are missed by the partition: a rough estimate (sin(x) / (1 + x^2):
-    # 2e-3 low).
-    # phi' carries the rounding of the terms it is computed from (float32
-    # sigmoid' = s (1 - s): absolute, ~eps), hence |phi| in its noise scale.
+    # 2e-3 low). phi' carries the rounding of the terms it is computed from
+    # (float32 sigmoid' = s (1 - s): absolute, ~eps), hence |phi| in its noise.
     f0 = jnp.where(jnp.isfinite(f0), f0, 0.0)
     rough = jnp.any(unresolved_panels(f1, 8 * eps * (jnp.abs(f1) + jnp.abs(f0)), line, dtype))
     status = jnp.where(finite & rough & (status < limits.APPROXIMATE), limits.APPROXIMATE, status)
