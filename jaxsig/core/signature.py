@@ -45,6 +45,15 @@ import numpy as np
 
 from jaxsig.core import activations as _activations
 from jaxsig.core import functionals, gaussian, limits, quadrature
+from jaxsig.core._checks import (
+    check_domain,
+    check_elementwise,
+    check_finite,
+    warn_approximate,
+    warn_undeclared_kinks,
+    warn_undetermined_areas,
+    warn_unresolved,
+)
 from jaxsig.core._numerics import derivatives, is_concrete
 from jaxsig.core._validate import check_range, working_dtype
 from jaxsig.core.gaussian import Moments, statistics
@@ -254,13 +263,13 @@ def signature_with_aux(
     on_line, (gauss, g_status, error) = _sample(bare, free, sigma, mu, _kink_slots(rule, sigma.dtype), line)
     sig, aux = _combine(gauss, g_status, _line_functionals(line, on_line))
     sig, aux, error = _unpad((sig, aux, error), shape)
-    _check_finite(act, rule, aux.finite, sigma.dtype)
-    unresolved = _warn_unresolved(act, error)
-    found = _warn_undeclared_kinks(act, on_line)
+    check_finite(act, rule, aux.finite, sigma.dtype)
+    unresolved = warn_unresolved(act, error)
+    found = warn_undeclared_kinks(act, on_line)
     # _check_domain has already warned where the grid cannot resolve the density.
     narrow = is_concrete(sigma, mu) and not bool(np.all(np.asarray(_resolves(rule, sigma, mu))))
-    _warn_approximate(act, aux.status, skip_gaussian=found or unresolved or narrow)
-    _warn_undetermined_areas(act, aux)
+    warn_approximate(act, aux.status, skip_gaussian=found or unresolved or narrow)
+    warn_undetermined_areas(act, aux)
     return sig, aux
 
 
@@ -288,8 +297,8 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
     kinks = _kink_slots(rule, sigma.dtype)
     shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
     out, error = _unpad(_moments(act.replace(kinks=()), _kink_free(rule), sigma, mu, kinks), shape)
-    _check_finite(act, rule, out.finite, sigma.dtype)
-    _warn_unresolved(act, error)
+    check_finite(act, rule, out.finite, sigma.dtype)
+    warn_unresolved(act, error)
     return out
 
 
@@ -349,196 +358,9 @@ def prepare_inputs(phi, params, sigma, mu, rule):
     check_range("sigma", sigma, low=0.0, strict=True, hint="the input scale: pre-activations are mu + sigma * Z")
     check_range("mu", mu)
     shape = jnp.broadcast_shapes(sigma.shape, mu.shape)
-    _check_elementwise(act, dtype)
-    _check_domain(rule, sigma, mu)
+    check_elementwise(act, dtype)
+    check_domain(rule, sigma, mu)
     return act, rule, jnp.broadcast_to(sigma, shape), jnp.broadcast_to(mu, shape)
-
-
-_PROBE = np.array([-3.7, -1.1, -0.3, 0.0, 0.2, 0.7, 1.9, 4.2])
-
-
-def _check_elementwise(act, dtype):
-    if not is_concrete(act):
-        return
-    key = (act.fn, jax.tree_util.tree_structure(act), dtype.name)
-    if key in _ELEMENTWISE_SEEN:
-        return
-    # A vector call must agree with scalar calls, else phi mixes elements
-    # (softmax, normalisation, cumsum). Checked once per function and dtype,
-    # eagerly even inside an outer jit (the probe values are concrete).
-    call = act
-    with jax.ensure_compile_time_eval():
-        x = jnp.asarray(_PROBE, dtype)
-        try:
-            y = jnp.asarray(call(x))
-        except Exception as e:
-            raise TypeError(f"calling phi on an array of shape {x.shape} failed: {e}") from e
-        if y.shape != x.shape:
-            raise ValueError(
-                f"phi must be elementwise: phi(x) for x of shape {x.shape} returned shape "
-                f"{y.shape}. Wrap a scalar function with jnp.vectorize, or pass an activation "
-                "that maps each entry independently."
-            )
-        if not jnp.issubdtype(y.dtype, jnp.floating):
-            raise TypeError(f"phi must return floating-point values, got dtype {y.dtype}")
-        try:
-            ys = jnp.stack([jnp.asarray(call(xi)).reshape(()) for xi in x])
-        except Exception as e:
-            raise ValueError(
-                f"phi must be elementwise, but calling it on a scalar failed ({e}); functions "
-                "such as softmax or normalisation couple the entries and have no integral signature."
-            ) from e
-        if not np.allclose(np.asarray(y), np.asarray(ys), rtol=1e-5, atol=1e-6, equal_nan=True):
-            raise ValueError(
-                "phi must be elementwise: phi(x)[i] differs from phi(x[i]) "
-                f"(max difference {float(jnp.max(jnp.abs(y - ys))):.3g}); functions such as "
-                "softmax or normalisation couple the entries and have no integral signature."
-            )
-    _ELEMENTWISE_SEEN[key] = True
-    if len(_ELEMENTWISE_SEEN) > 1024:
-        _ELEMENTWISE_SEEN.pop(next(iter(_ELEMENTWISE_SEEN)))
-
-
-_ELEMENTWISE_SEEN: dict = {}
-
-
-#: The domain on which the default rule is validated to ~1e-14 against mpmath
-#: (docs/accuracy.md); outside it jaxsig warns.
-VALIDATED_SIGMA, VALIDATED_MU = (0.05, 20.0), 2.0
-
-
-def _check_domain(rule, sigma, mu):
-    """Warn, with a fix that works, where the rule cannot resolve the density."""
-    if not (isinstance(rule, quadrature.Composite) and is_concrete(sigma, mu)):
-        return
-    s, m = np.asarray(sigma, np.float64), np.asarray(mu, np.float64)
-    if s.size == 0:
-        return
-    s, m = np.broadcast_arrays(s, m)
-    reach = np.abs(m) + 10.0 * s
-    if np.any(reach > rule.x_max):
-        need = 2.0 ** math.ceil(math.log2(float(reach.max())))
-        warnings.warn(
-            f"sigma={s.max():.3g} with mu reaching {np.abs(m).max():.3g} puts Gaussian mass beyond the grid's "
-            f"x_max={rule.x_max:g}; results lose accuracy. Use rule=jaxsig.quadrature.Composite(x_max={need:g}) "
-            "(the graded panels grow geometrically: the node count grows only with log(x_max)); status "
-            "APPROXIMATE until then.",
-            stacklevel=3,
-        )
-    h_inner = rule.h_inner
-    at_zero = np.abs(m) <= 8.0 * s
-    unresolved = ~np.asarray(rule.resolves(s, m)) & (reach <= rule.x_max)
-    tiny = at_zero & unresolved
-    if np.any(tiny):
-        warnings.warn(
-            f"sigma={s[tiny].min():.3g} is narrower than the grid resolves even at 0 (panels of "
-            f"{h_inner:.2g}): the statistics are close to their sigma -> 0 limits phi(mu), phi'(mu), "
-            "|phi'(mu)|, phi(mu)^2, and the computed values may be far from them (status APPROXIMATE).",
-            stacklevel=3,
-        )
-    narrow = unresolved & ~at_zero
-    if np.any(narrow):
-        mu0 = float(m[narrow].ravel()[0])
-        warnings.warn(
-            f"sigma={s[narrow].min():.3g} at mu={mu0:.3g} is narrower than the grid resolves away from 0 "
-            f"(sigma_min={rule.sigma_min:g} there; the grid is refined toward 0 only). Shift the input "
-            f"instead: jaxsig.signature(lambda x: phi(x + {mu0:g}), sigma) equals the signature at mu={mu0:g} "
-            "for the Gaussian components (status APPROXIMATE until then).",
-            stacklevel=3,
-        )
-    outside = (s < VALIDATED_SIGMA[0]) & ~at_zero | (s > VALIDATED_SIGMA[1]) | (np.abs(m) > VALIDATED_MU)
-    if np.any(outside & ~narrow & (reach <= rule.x_max)):
-        warnings.warn(
-            f"sigma={s[outside].ravel()[0]:.3g}, mu={m[outside].ravel()[0]:.3g} is outside the validated domain "
-            f"(sigma in [{VALIDATED_SIGMA[0]:g}, {VALIDATED_SIGMA[1]:g}], |mu| <= {VALIDATED_MU:g}, where the "
-            "Gaussian statistics are accurate to ~1e-14): expect ~1e-6 relative (see docs/accuracy.md).",
-            stacklevel=3,
-        )
-
-
-def _check_finite(act, rule, finite, dtype):
-    if not is_concrete(finite) or bool(np.all(np.asarray(finite))):
-        return
-    x = jnp.asarray(rule.line(dtype).x[rule.line(dtype).body], dtype)
-    if isinstance(rule, quadrature.GaussHermite):
-        msg = "at the Gauss-Hermite nodes"
-    else:
-        f, df = derivatives(act, x, 1)
-        bad = ~(jnp.isfinite(f) & jnp.isfinite(df))
-        xb = np.asarray(x)[np.asarray(bad)]
-        msg = f"at {xb.size} quadrature nodes, e.g. x={xb[:3]}"
-    raise ValueError(
-        f"phi {act.name!r} returned non-finite values (or derivatives) {msg}. Make phi "
-        "overflow-safe (jax.nn.softplus, jnp.logaddexp, clipped exponents), or narrow the "
-        "grid with rule=jaxsig.quadrature.Composite(x_max=...)."
-    )
-
-
-_APPROXIMATE_REASONS = {
-    "tv": f"either phi' has more turning points than the {functionals.N_EXTREMA} polished slots, and tv keeps "
-    "cubic-Hermite estimates of the rest (about 1e-7 relative), or phi' oscillates faster than the line's graded "
-    "tail panels resolve, and tv misses extrema there (sin(x)/(1+x^2): 2e-3 relative)",
-    "c": f"either phi crosses its asymptotes in more than {functionals.N_CROSSING_PANELS} panels (or more than "
-    f"{functionals.N_ROOTS} times in one), and c integrates |phi - alpha x - beta| with Gauss-Legendre there (about "
-    "1e-6 relative), or phi - alpha x - beta sinks into the rounding noise of phi while its tail still matters, "
-    "and c extrapolates that tail (float32 x*arctan(x): about 1e-3 relative; float64 resolves it), or phi "
-    "oscillates faster than the line's graded tail panels resolve, and c and b are rough estimates "
-    "(sin(x)/(1+x^2): 4e-3 relative)",
-    "g1": "phi' has an integrable power singularity at a kink; the Gaussian statistics of phi' are accurate to "
-    "about 1e-4 there",
-}
-
-
-def _warn_undeclared_kinks(act, on_line) -> bool:
-    if not is_concrete(on_line.kinks_found) or int(on_line.kinks_found) == 0:
-        return False
-    where = float(on_line.kink_near)
-    warnings.warn(
-        f"{act.name!r}: phi' appears to jump near x = {where:.6g}, where no kink is declared; the Gaussian "
-        "statistics then converge only at second order (status APPROXIMATE). Declare it: "
-        f"jaxsig.Activation({act.name!r}, fn, params, kinks=({where:.6g},)) with the exact position.",
-        stacklevel=3,
-    )
-    return True
-
-
-def _warn_unresolved(act, error):
-    if not is_concrete(error) or not np.any(np.asarray(error) > gaussian.UNRESOLVED):
-        return False
-    warnings.warn(
-        f"{act.name!r}: phi varies faster than the Gaussian grid's panels resolve where the density has mass (fast "
-        "oscillation, or a kink that is not declared) "
-        f"(error bound {float(np.max(np.asarray(error))):.1g}; status APPROXIMATE). Use narrower panels: "
-        "rule=jaxsig.quadrature.Composite(gaussian_panel_sigmas=2) (or 1 for faster oscillation).",
-        stacklevel=3,
-    )
-    return True
-
-
-def _warn_undetermined_areas(act, aux):
-    if not is_concrete(aux.b_plus):
-        return
-    nan = (np.isnan(np.asarray(aux.b_plus)) & np.isfinite(np.asarray(aux.beta_plus))) | (
-        np.isnan(np.asarray(aux.b_minus)) & np.isfinite(np.asarray(aux.beta_minus))
-    )
-    if np.any(nan):
-        warnings.warn(
-            f"{act.name!r}: a signed area b_+- is NaN although its asymptote is finite: int (phi - alpha x - beta) "
-            "has no limit on the line's dyadic shells. It diverges (a remainder like 1/x), or converges only "
-            "conditionally through an oscillation that the tail panels do not resolve (sin(x)/x: pi/2 per side), "
-            "which jaxsig does not compute.",
-            stacklevel=3,
-        )
-
-
-def _warn_approximate(act, status, skip_gaussian=False):
-    if not is_concrete(status):
-        return
-    for field, reason in _APPROXIMATE_REASONS.items():
-        if skip_gaussian and field == "g1":
-            continue
-        if np.any(np.asarray(getattr(status, field)) == limits.APPROXIMATE):
-            warnings.warn(f"{act.name!r}: {reason} (status APPROXIMATE).", stacklevel=3)
 
 
 # --- The computation -----------------------------------------------------------
