@@ -293,7 +293,8 @@ def total_variation(line, x, f0, f1, f2, peak, dtype):
     # 2e-3 low). phi' carries the rounding of the terms it is computed from
     # (float32 sigmoid' = s (1 - s): absolute, ~eps), hence |phi| in its noise.
     f0 = jnp.where(jnp.isfinite(f0), f0, 0.0)
-    rough = jnp.any(unresolved_panels(f1, 8 * eps * (jnp.abs(f1) + jnp.abs(f0)), line, dtype))
+    noise_f1 = 8 * eps * (jnp.abs(f1) + jnp.abs(f0))
+    rough = jnp.any(unresolved_panels(legendre_coefficients(f1, line, dtype), noise_f1, line, dtype))
     status = jnp.where(finite & rough & (status < limits.APPROXIMATE), limits.APPROXIMATE, status)
     return jnp.where(finite, jnp.sum(v) + extra, jnp.inf), status
 
@@ -317,20 +318,25 @@ N_ROOTS = 3
 _RESOLVED = 1e-3
 
 
-def unresolved_panels(v, noise, line, dtype):
-    """Mask ``(P,)`` of the line's panels on which ``v`` (sampled on the line, with
-    rounding noise ``noise``) is not resolved.
+def legendre_coefficients(v, line, dtype):
+    """Legendre coefficients ``(P, order)`` of the interpolant of ``v`` (sampled on
+    the line) through each panel's Gauss–Legendre nodes."""
+    _, vinv = quadrature.legendre_tables(line.panels.shape[1])
+    return _dot(v[line.panels], jnp.asarray(vinv.T, dtype))
 
-    From the Legendre coefficients ``a_k`` of the interpolant of ``v`` through each
-    panel's nodes, a panel is unresolved where ``|a_{n-1}| + |a_{n-2}| > 1e-3 max_k |a_k|``
+
+def unresolved_panels(coef, noise, line, dtype):
+    """Mask ``(P,)`` of the line's panels on which a function sampled on the line,
+    with rounding noise ``noise``, is not resolved.
+
+    From its Legendre coefficients ``a_k`` per panel (``coef``,
+    :func:`legendre_coefficients`), a panel is unresolved where ``|a_{n-1}| + |a_{n-2}| > 1e-3 max_k |a_k|``
     and ``> 64 max noise`` (rounding noise of the samples, float32 tails, is not
     oscillation), and its content ``h max_k |a_k|`` (``h`` the half-width) exceeds
     ``1e-9`` of the sum of all panels' contents.
     The Gauss–Legendre sums there are only rough estimates: graded tail panels
     are wide (``sin(x) / (1 + x^2)`` beyond ``|x| ~ 8``).
     """
-    _, vinv = quadrature.legendre_tables(line.panels.shape[1])
-    coef = _dot(v[line.panels], jnp.asarray(vinv.T, dtype))
     half = jnp.asarray((line.panel_edges[:, 1] - line.panel_edges[:, 0]) / 2, dtype)
     peak = jnp.max(jnp.abs(coef), axis=1)
     tail = jnp.abs(coef[:, -1]) + jnp.abs(coef[:, -2])
@@ -372,10 +378,9 @@ def _abs_integral_with_crossings(g, line, dtype):
     gradient (``|g|`` has zero derivative in their position).
     """
     order = line.panels.shape[1]
-    t, vinv = quadrature.legendre_tables(order)
-    t, vinv = jnp.asarray(t, dtype), jnp.asarray(vinv, dtype)
+    t = jnp.asarray(quadrature.legendre_tables(order)[0], dtype)
     G = g[line.panels]  # (P, n)
-    coef = _dot(G, vinv.T)  # Legendre coefficients per panel
+    coef = legendre_coefficients(g, line, dtype)
     ends = _dot(_legendre_all(jnp.asarray([-1.0, 1.0], dtype), order - 1), coef.T)  # (2, P)
     vals = jnp.concatenate([ends[0][:, None], G, ends[1][:, None]], axis=1)  # (P, n + 2)
     taus = jnp.concatenate([jnp.asarray([-1.0], dtype), t, jnp.asarray([1.0], dtype)])
@@ -428,7 +433,7 @@ def _abs_integral_with_crossings(g, line, dtype):
     correction = jnp.where(pi < G.shape[0], half[sel] * exact - naive[sel], 0.0)
     crowded = jnp.any((jnp.sum(ch, axis=1) > N_ROOTS) & (pi < G.shape[0]))
     capped = (jnp.sum(jnp.any(change, axis=1)) > N_CROSSING_PANELS) | crowded
-    return jnp.abs(g) * jnp.asarray(line.w, dtype), correction, sel, capped
+    return jnp.abs(g) * jnp.asarray(line.w, dtype), correction, sel, capped, coef
 
 
 #: Shell ratios of a side that :func:`unresolved_panels` flags must stay below
@@ -490,7 +495,7 @@ def tail_compensation(line, x, f0, slopes, dtype):
     noise = 2 * eps * (jnp.abs(f0) + jnp.abs(beta)) + 8 * eps * jnp.abs(alpha * x)
     g = jnp.where((jnp.abs(g) <= noise) | ~jnp.isfinite(g), 0.0, g)
     w = jnp.asarray(line.w, dtype)
-    abs_w, correction, panel, capped = _abs_integral_with_crossings(g, line, dtype)
+    abs_w, correction, panel, capped, coef = _abs_integral_with_crossings(g, line, dtype)
     # Cumulative integrals over 0 < +-x <= 2**k, k = 0..log2(x_max): one static
     # mask row per (side, k), the right side first; crossing corrections are
     # booked at their panel's midpoint.
@@ -526,7 +531,7 @@ def tail_compensation(line, x, f0, slopes, dtype):
     # divergence: shells that still shrink by a ratio clearly below 1 (2^-p for
     # an x^-(1+p) envelope) give a finite c, extrapolated geometrically; ratios
     # near 1 (sin(x)/x) remain a divergence. Either way the side is APPROXIMATE.
-    rough = jnp.any(unresolved_panels(g, noise, line, dtype)[None, :] & _panel_sides(line), axis=1)
+    rough = jnp.any(unresolved_panels(coef, noise, line, dtype)[None, :] & _panel_sides(line), axis=1)
     shells = jnp.diff(a_abs, axis=-1)[:, -4:]
     q = _safe_div(shells[:, 1:], shells[:, :-1])
     q_mean = jnp.clip(jnp.mean(q, axis=-1), 0.0, 0.5 * (1 + _ROUGH_RATIO))
@@ -651,7 +656,6 @@ def jump_intervals(line, x, f1, f2, dtype):
     ok = jnp.isfinite(fa) & jnp.isfinite(fb) & jnp.isfinite(da) & jnp.isfinite(db)
     step = jnp.abs(fb - fa)
     smooth_bound = 8.0 * h * jnp.maximum(jnp.abs(da), jnp.abs(db)) + 64 * eps * (jnp.abs(fa) + jnp.abs(fb))
-    body = jnp.abs(x) <= line.x_max
-    inside = body[:-1] & body[1:]
+    inside = line.body[:-1] & line.body[1:]
     flagged = ok & inside & ~jnp.asarray(line.split) & (step > smooth_bound)
     return flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))
