@@ -656,6 +656,8 @@ def jump_intervals(line, x, f1, f2, dtype):
     ok = jnp.isfinite(fa) & jnp.isfinite(fb) & jnp.isfinite(da) & jnp.isfinite(db)
     step = jnp.abs(fb - fa)
     smooth_bound = 8.0 * h * jnp.maximum(jnp.abs(da), jnp.abs(db)) + 64 * eps * (jnp.abs(fa) + jnp.abs(fb))
-    inside = line.body[:-1] & line.body[1:]
+    # (From x: the static Composite.line() that classify uses keeps body as a slice.)
+    body = jnp.abs(x) <= line.x_max
+    inside = body[:-1] & body[1:]
     flagged = ok & inside & ~jnp.asarray(line.split) & (step > smooth_bound)
     return flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))
