@@ -6,6 +6,11 @@ CLI, the notebooks, the sharding subprocess), which compile the same core stages
 each program is compiled once per run instead of once per process. It lives in a
 fresh directory, removed at the end, so nothing carries over between runs; a
 ``JAX_COMPILATION_CACHE_DIR`` set by the caller is used as it is.
+
+XLA:CPU runs with its loop emitters (``--xla_cpu_use_fusion_emitters=false``, as the
+``jaxsig`` command does): they compile the core's stages in about half the time of
+the default MLIR emitters. tests/test_compile_flags.py checks, in a subprocess with
+the default emitters, that the numbers are the same to the bit.
 """
 
 import atexit
@@ -22,5 +27,11 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import jax
+
+from jaxsig.app._common import FAST_COMPILE_FLAG
+
+if FAST_COMPILE_FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+    # Read by XLA when the process first computes; inherited by the workers.
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG}".strip()
 
 jax.config.update("jax_enable_x64", True)

@@ -217,7 +217,7 @@ _MULTI_DEVICE = textwrap.dedent(
 def test_sharded_over_four_host_devices_matches_one_device():
     env = dict(os.environ)
     env.update(
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip(),
         JAX_ENABLE_X64="1",
         JAX_PLATFORMS="cpu",
     )

@@ -62,6 +62,7 @@ from jaxsig.app._common import (
     as_numpy,
     compilation_cache,
     compute_signature,
+    fast_compile,
     finite_float,
     finite_floats,
     fmt,
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with (
+            fast_compile(),
             warnings.catch_warnings(),
             jax.enable_x64(getattr(args, "x64", True)),
             compilation_cache(getattr(args, "cache_dir", None)),

@@ -1,0 +1,97 @@
+"""The XLA:CPU emitter choice changes compile time, not numbers.
+
+The suite (tests/conftest.py) and the ``jaxsig`` command run XLA:CPU with
+``--xla_cpu_use_fusion_emitters=false``: its loop emitters compile the core's
+stages in about half the time. Users who call the library from their own code get
+XLA's default, the MLIR fusion emitters. Here a subprocess computes signatures with
+the default emitters, and they must equal this process's to the last bit.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from jaxsig.app._common import FAST_COMPILE_FLAG, fast_compile
+
+CASES = {
+    "float64": (("gelu", "relu6", "mish", "x^2"), [0.3, 1.0, 3.0], [0.0, 0.5, -1.0]),
+    "float32": (("gelu", "relu"), [0.5, 2.0], [0.0, 0.25]),
+}
+
+_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    import jaxsig
+
+    def compute(cases):
+        out = {}
+        for dtype, (names, sigma, mu) in cases.items():
+            with jax.enable_x64(dtype == "float64"):
+                for name in names:
+                    s, aux = jaxsig.signature_with_aux(name, jnp.asarray(sigma, dtype), mu=jnp.asarray(mu, dtype))
+                    leaves = [np.asarray(v, np.float64).ravel() for v in (*s, aux.b, aux.g4)]
+                    out[f"{dtype}/{name}"] = np.concatenate(leaves).tolist()
+        return out
+
+    if __name__ == "__main__":
+        print(json.dumps(compute(json.loads(sys.argv[1]))))
+    """
+)
+
+
+def _default_emitters_env():
+    flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE_FLAG, "")
+    return dict(os.environ, XLA_FLAGS=f"{flags} --xla_cpu_use_fusion_emitters=true".strip())
+
+
+def test_default_emitters_give_the_same_signatures_to_the_bit():
+    assert FAST_COMPILE_FLAG in os.environ.get("XLA_FLAGS", ""), "conftest sets the flag for the suite"
+    namespace = {}
+    exec(compile(_SCRIPT, "<script>", "exec"), namespace)
+    here = namespace["compute"](CASES)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, json.dumps(CASES)],
+        env=_default_emitters_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    there = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert there.keys() == here.keys()
+    for key in here:
+        a, b = np.asarray(here[key]), np.asarray(there[key])
+        assert np.all(np.isfinite(a[: 9 * 3]) | np.isinf(a[: 9 * 3])), key
+        np.testing.assert_array_equal(a, b, err_msg=key)
+
+
+def test_fast_compile_appends_the_flag_and_restores_xla_flags(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    with fast_compile():
+        assert os.environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {FAST_COMPILE_FLAG}"
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
+    monkeypatch.delenv("XLA_FLAGS")
+    with fast_compile():
+        assert os.environ["XLA_FLAGS"] == FAST_COMPILE_FLAG
+    assert "XLA_FLAGS" not in os.environ
+    # A user's own choice of the emitters wins.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")
+    with fast_compile():
+        assert os.environ["XLA_FLAGS"] == "--xla_cpu_use_fusion_emitters=true"
+
+
+def test_the_script_reads_the_nine_components_b_and_g4():
+    # The comparison above is only as good as what the script reads: here its
+    # ReLU row against the closed forms at sigma = 1, mu = 0.
+    namespace = {}
+    exec(compile(_SCRIPT, "<script>", "exec"), namespace)
+    got = namespace["compute"]({"float64": (("relu",), [1.0], [0.0])})["float64/relu"]
+    m1 = 1 / np.sqrt(2 * np.pi)
+    closed = [m1, 0.5, np.sqrt(0.5), 0.5, 0.25 - m1**2, 1.0, 0.0, 1.0, 0.0, 0.0, 0.5**0.25]
+    assert got == pytest.approx(closed, rel=1e-11, abs=1e-15)
