@@ -281,8 +281,11 @@ def plot_shapes(
     n = len(acts)
     ncol = min(n, 4 if n > 9 else 3)
     nrow = math.ceil(n / ncol)
-    fig = _figure(3.4 * ncol, 2.9 * nrow)
+    # A fixed layout, as in plot_components: constrained layout measures every
+    # axis' labels twice (a third of the figure's time).
+    fig = _figure(3.4 * ncol, 2.9 * nrow, layout=None)
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.05, top=1 - 0.8 / (2.9 * nrow), wspace=0.25, hspace=0.35)
     cls = {c.name: c for c in classes} if classes else {}
     colors = _colors([a.name for a in acts])
     for ax, act in zip(axes, acts):
@@ -318,5 +321,9 @@ def plot_shapes(
         ax.tick_params(labelsize=8)
     for ax in axes[n:]:
         ax.set_axis_off()
-    fig.suptitle("Activations (solid) and their affine asymptotes alpha x + beta (dashed); [growth class]", fontsize=12)
+    fig.suptitle(
+        "Activations (solid) and their affine asymptotes alpha x + beta (dashed); [growth class]",
+        fontsize=12,
+        y=1 - 0.2 / (2.9 * nrow),
+    )
     return _save(fig, path)
