@@ -59,6 +59,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxsig.core import _progress, quadrature
 from jaxsig.core import activations as _activations
+from jaxsig.core._compile import stage
 from jaxsig.core._numerics import is_concrete
 from jaxsig.core._validate import check_params, check_range, working_dtype
 from jaxsig.core.signature import Moments, moments, signature_with_aux
@@ -246,7 +247,7 @@ def _one(kind, act, rule, sigma, mu, p):
     return moments(act, sigma, mu=mu, rule=rule)
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "act", "rule", "mesh", "chunk"))
+@stage(static_argnames=("kind", "act", "rule", "mesh", "chunk"))
 def _sharded(params, sigma, mu, *, kind, act, rule, mesh, chunk):
     """Rows of ``params`` split over ``mesh``; each device maps over its rows in chunks.
 

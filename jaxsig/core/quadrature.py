@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsig.core._compile import stage
+
 __all__ = [
     "Composite",
     "GaussHermite",
@@ -562,7 +564,7 @@ def cut_line(rule, dtype, kinks) -> Line:
     return _cut_line(dataclasses.replace(base, kinks=()), jnp.ravel(jnp.asarray(kinks, dtype)))
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
+@stage(static_argnums=(0,))
 def _cut_line(base_rule, kinks) -> Line:
     dtype = kinks.dtype
     base = base_rule.line(dtype)

@@ -34,7 +34,6 @@ whose limit does not exist (``x sin x``) is ``NaN``; ``c`` is then ``inf``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import warnings
 from typing import Any, NamedTuple, Optional
@@ -54,6 +53,7 @@ from jaxsig.core._checks import (
     warn_undetermined_areas,
     warn_unresolved,
 )
+from jaxsig.core._compile import stage
 from jaxsig.core._numerics import derivatives, is_concrete
 from jaxsig.core._validate import check_range, working_dtype
 from jaxsig.core.gaussian import Moments, statistics
@@ -334,7 +334,7 @@ def _unpad(tree, shape):
     return _slice_to(tree, shape)
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
+@stage(static_argnums=(1,))
 def _slice_to(tree, shape):
     n = math.prod(shape)
     return jax.tree_util.tree_map(lambda v: v[:n].reshape(shape), tree)
@@ -412,7 +412,7 @@ class _LineFunctionals(NamedTuple):
 # so the heavy, phi-free part is shared by every activation, kink set and sigma.
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
+@stage(static_argnums=(1,))
 def _sample(act, rule, sigma, mu, kinks, line):
     x = line.x
     f0, f1, f2 = derivatives(act, x, 2)
@@ -423,7 +423,7 @@ def _sample(act, rule, sigma, mu, kinks, line):
     return on_line, _gaussian_part(act, rule, sigma, mu, kinks, undeclared=kinks_found > 0)
 
 
-@jax.jit
+@stage
 def _line_functionals(line, on: _OnLine) -> _LineFunctionals:
     x, f0, dtype = line.x, on.f0, line.x.dtype
     slopes = functionals.slopes(line, x, f0, dtype)
@@ -434,7 +434,7 @@ def _line_functionals(line, on: _OnLine) -> _LineFunctionals:
     return _LineFunctionals(slopes, tv, tv_status, c, b, b_plus, b_minus, c_status, growth)
 
 
-@jax.jit
+@stage
 def _combine(gauss: Moments, g_status, lf: _LineFunctionals):
     slopes = lf.slopes
 
@@ -500,7 +500,7 @@ def _gaussian_part(act, rule, sigma, mu, kinks, undeclared=False):
     return out, status, error
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
+@stage(static_argnums=(1,))
 def _moments(act, rule, sigma, mu, kinks) -> Moments:
     out, _, error = _gaussian_part(act, rule, sigma, mu, kinks)
     return out, error
