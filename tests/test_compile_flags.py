@@ -20,8 +20,8 @@ import pytest
 from jaxsig.app._common import FAST_COMPILE_FLAG, fast_compile
 
 CASES = {
-    "float64": (("gelu", "relu6", "mish", "x^2"), [0.3, 1.0, 3.0], [0.0, 0.5, -1.0]),
-    "float32": (("gelu", "relu"), [0.5, 2.0], [0.0, 0.25]),
+    "float64": (("gelu", "relu6", "x^2"), [0.3, 1.0, 3.0], [0.0, 0.5, -1.0]),
+    "float32": (("gelu",), [0.5, 2.0], [0.0, 0.25]),
 }
 
 _SCRIPT = textwrap.dedent(

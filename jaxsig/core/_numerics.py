@@ -19,6 +19,7 @@ __all__ = [
     "derivatives",
     "dot",
     "eps",
+    "first_true",
     "inverse",
     "is_concrete",
     "safe_div",
@@ -34,6 +35,18 @@ HIGHEST = jax.lax.Precision.HIGHEST
 def dot(a, b):
     """``a @ b`` at full precision (:data:`HIGHEST`)."""
     return jnp.matmul(a, b, precision=HIGHEST)
+
+
+def first_true(mask, size: int):
+    """Indices of the first ``size`` true entries of the 1-D ``mask``, in order,
+    padded with ``mask.size``: ``jnp.nonzero(mask, size=size, fill_value=mask.size)[0]``.
+
+    Found by binary search in the running count of true entries, which under
+    ``vmap`` costs a third of ``nonzero``'s scatter (2,000 rows of 2,333: 17 against
+    57 ms on CPU).
+    """
+    count = jnp.cumsum(mask.astype(jnp.int32))
+    return jnp.searchsorted(count, jnp.arange(1, size + 1, dtype=jnp.int32), side="left", method="scan_unrolled")
 
 
 def is_concrete(*trees) -> bool:

@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxsig.core import limits, quadrature
 from jaxsig.core._numerics import HIGHEST as _HIGHEST
-from jaxsig.core._numerics import derivatives
+from jaxsig.core._numerics import derivatives, first_true
 from jaxsig.core._numerics import dot as _dot
 from jaxsig.core._numerics import eps as _eps
 from jaxsig.core._numerics import safe_div as _safe_div
@@ -191,7 +191,7 @@ def _polish_extrema(f, x, h, t, turn, peak):
     gradient (``phi''(x*) = 0``: envelope theorem), the value does.
     """
     n = peak.shape[0]
-    (ii,) = jnp.nonzero(turn, size=N_EXTREMA, fill_value=n)
+    ii = first_true(turn, N_EXTREMA)
     safe = jnp.minimum(ii, n - 1)
     lo, hi = x[safe], x[safe + 1]
 
@@ -385,7 +385,7 @@ def _abs_integral_with_crossings(g, line, dtype):
     vals = jnp.concatenate([ends[0][:, None], G, ends[1][:, None]], axis=1)  # (P, n + 2)
     taus = jnp.concatenate([jnp.asarray([-1.0], dtype), t, jnp.asarray([1.0], dtype)])
     change = vals[:, :-1] * vals[:, 1:] < 0
-    (pi,) = jnp.nonzero(jnp.any(change, axis=1), size=N_CROSSING_PANELS, fill_value=G.shape[0])
+    pi = first_true(jnp.any(change, axis=1), N_CROSSING_PANELS)
     sel = jnp.minimum(pi, G.shape[0] - 1)
     a, v, ch = coef[sel], vals[sel], change[sel]  # (K, n), (K, n+2), (K, n+1)
 
