@@ -14,10 +14,13 @@ import subprocess
 import sys
 import textwrap
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxsig.app._common import FAST_COMPILE_FLAG, fast_compile
+from jaxsig.core._compile import stage
 
 CASES = {
     "float64": (("gelu", "relu6", "x^2"), [0.3, 1.0, 3.0], [0.0, 0.5, -1.0]),
@@ -105,3 +108,42 @@ def test_the_script_reads_the_nine_components_b_and_g4():
     m1 = 1 / np.sqrt(2 * np.pi)
     closed = [m1, 0.5, np.sqrt(0.5), 0.5, 0.25 - m1**2, 1.0, 0.0, 1.0, 0.0, 0.0, 0.5**0.25]
     assert got == pytest.approx(closed, rel=1e-11, abs=1e-15)
+
+
+def test_stage_compiles_once_per_static_arguments_and_types():
+    import jax.numpy as jnp
+
+    from jaxsig.core._compile import stage
+
+    traces = []
+
+    @stage(static_argnums=(1,), static_argnames=("power",))
+    def f(x, n, power=1):
+        traces.append(n)
+        return jnp.sin(x) ** power * n
+
+    x = jnp.linspace(0.0, 1.0, 5)
+    np.testing.assert_allclose(f(x, 2), 2 * np.sin(np.asarray(x)), rtol=1e-15)
+    f(x + 1.0, 2)  # new values, same types: the same executable
+    assert f._cache_size() == 1 and len(traces) == 1
+    f(x, 3)  # a new static argument, by position
+    # The same one by name: static, and (as in jax.jit) an entry of its own.
+    np.testing.assert_allclose(f(x, n=3), 3 * np.sin(np.asarray(x)), rtol=1e-15)
+    f(x, 3, power=2)  # a static argument by name
+    f(x.astype(jnp.float32), 3)  # a new dtype
+    assert f._cache_size() == 5
+    np.testing.assert_allclose(f(x, 3, power=2), 3 * np.sin(np.asarray(x)) ** 2, rtol=1e-15)
+
+
+def test_stage_is_a_plain_nested_jit_under_transformations():
+    @stage(static_argnums=(1,))
+    def f(x, n):
+        return jnp.sin(x) * n
+
+    x = jnp.linspace(0.0, 1.0, 5)
+    want = 2 * np.sin(np.asarray(x))
+    # jax.jit refuses compiler options on a nested jit; the stage passes none there.
+    np.testing.assert_allclose(jax.jit(lambda v: f(v, 2))(x), want, rtol=1e-15)
+    np.testing.assert_allclose(jax.vmap(lambda v: f(v, 2))(x), want, rtol=1e-15)
+    np.testing.assert_allclose(jax.grad(lambda v: f(v, 2).sum())(x), 2 * np.cos(np.asarray(x)), rtol=1e-15)
+    assert f._cache_size() == 0  # nothing compiled ahead of time under a trace

@@ -45,14 +45,19 @@ def stage(fun: Callable = None, *, static_argnums=(), static_argnames=()):
 
 class _Stage:
     def __init__(self, fun, static_argnums, static_argnames):
-        static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-        static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
-        self._jit = jax.jit(fun, static_argnums=static_argnums, static_argnames=static_argnames)
+        static_argnums = {static_argnums} if isinstance(static_argnums, int) else set(static_argnums)
+        static_argnames = {static_argnames} if isinstance(static_argnames, str) else set(static_argnames)
+        # As jax.jit does: a static parameter is static whether it is passed by
+        # position or by name.
+        params = list(inspect.signature(fun).parameters.values())
+        positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        static_argnums |= {i for i, name in enumerate(positional) if name in static_argnames}
+        static_argnames |= {positional[i] for i in static_argnums if i < len(positional)}
+        self._jit = jax.jit(fun, static_argnums=tuple(sorted(static_argnums)), static_argnames=tuple(static_argnames))
         self._static_argnums = frozenset(static_argnums)
         self._static_argnames = frozenset(static_argnames)
         self._executables = {}
         functools.update_wrapper(self, fun)
-        self.__signature__ = inspect.signature(fun)
 
     def __call__(self, *args, **kwargs):
         dynamic_args = tuple(a for i, a in enumerate(args) if i not in self._static_argnums)
