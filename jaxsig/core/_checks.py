@@ -57,7 +57,9 @@ def check_elementwise(act, dtype):
         if not jnp.issubdtype(y.dtype, jnp.floating):
             raise TypeError(f"phi must return floating-point values, got dtype {y.dtype}")
         try:
-            ys = jnp.stack([jnp.asarray(call(xi)).reshape(()) for xi in x])
+            # (Scalars from the NumPy probe: iterating over a jax array would
+            # compile an unstack, and stacking the results another program.)
+            ys = np.stack([np.asarray(call(jnp.asarray(xi, dtype))).reshape(()) for xi in _PROBE])
         except Exception as e:
             raise ValueError(
                 f"phi must be elementwise, but calling it on a scalar failed ({e}); functions "
@@ -66,7 +68,7 @@ def check_elementwise(act, dtype):
         if not np.allclose(np.asarray(y), np.asarray(ys), rtol=1e-5, atol=1e-6, equal_nan=True):
             raise ValueError(
                 "phi must be elementwise: phi(x)[i] differs from phi(x[i]) "
-                f"(max difference {float(jnp.max(jnp.abs(y - ys))):.3g}); functions such as "
+                f"(max difference {float(np.max(np.abs(np.asarray(y) - ys))):.3g}); functions such as "
                 "softmax or normalisation couple the entries and have no integral signature."
             )
     _ELEMENTWISE_SEEN[key] = True

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsig.core._compile import stage
+from jaxsig.core._numerics import is_concrete
 
 __all__ = [
     "Composite",
@@ -143,11 +144,13 @@ class Composite:
         within ``x_max`` (``|mu| + 10 sigma <= x_max``), and it is no narrower than
         the panels under it: at ``mu = 0`` (``|mu| <= 8 sigma``) down to
         ``sigma = h_inner / panel_sigmas``, elsewhere down to ``sigma_min`` (the
-        grid is refined toward ``0`` only). Elementwise, traceable."""
-        sigma, mu = jnp.asarray(sigma), jnp.asarray(mu)
-        at_zero = jnp.abs(mu) <= 8.0 * sigma
-        wide_enough = jnp.where(at_zero, sigma * self.panel_sigmas >= self.h_inner, sigma >= self.sigma_min)
-        return wide_enough & (jnp.abs(mu) + 10.0 * sigma <= self.x_max)
+        grid is refined toward ``0`` only). Elementwise, traceable; concrete
+        inputs give a NumPy array (eager checks compile nothing)."""
+        xp = np if is_concrete(sigma, mu) else jnp
+        sigma, mu = xp.asarray(sigma), xp.asarray(mu)
+        at_zero = xp.abs(mu) <= 8.0 * sigma
+        wide_enough = xp.where(at_zero, sigma * self.panel_sigmas >= self.h_inner, sigma >= self.sigma_min)
+        return wide_enough & (xp.abs(mu) + 10.0 * sigma <= self.x_max)
 
     @property
     def sigma_max(self) -> float:

@@ -323,7 +323,8 @@ def _bucketed(sigma, mu):
         return sigma, mu
     n = max(1, sigma.size)
     size = 1 << (n - 1).bit_length()
-    return tuple(jnp.pad(v.reshape(-1), (0, size - v.size), mode="edge") for v in (sigma, mu))
+    # (In NumPy: concrete values, and no small XLA programs to compile on a first call.)
+    return tuple(jnp.asarray(np.pad(np.asarray(v).reshape(-1), (0, size - v.size), mode="edge")) for v in (sigma, mu))
 
 
 def _unpad(tree, shape):
