@@ -44,6 +44,7 @@ import numpy as np
 
 from jaxsig.core import activations as _activations
 from jaxsig.core import functionals, gaussian, limits, quadrature
+from jaxsig.core import kinks as _kinks
 from jaxsig.core._checks import (
     check_domain,
     check_elementwise,
@@ -376,7 +377,7 @@ class _OnLine(NamedTuple):
         (Newton-polished) where ``phi''`` changes sign, else ``phi'`` at its left end.
       capped: more turning intervals than the polished slots.
       kinks_found, kink_near: intervals where ``phi'`` jumps at no declared kink,
-        and the midpoint of the first (:func:`jaxsig.core.functionals.undeclared_kinks`).
+        and the midpoint of the first (:func:`jaxsig.core.kinks.undeclared_kinks`).
     """
 
     f0: jax.Array
@@ -418,7 +419,7 @@ def _sample(act, rule, sigma, mu, kinks, line):
     x = line.x
     f0, f1, f2 = derivatives(act, x, 2)
     peak, capped = functionals.extrema_of_slope(act, line, x, f1, f2)
-    kinks_found, kink_near = functionals.undeclared_kinks(line, x, f1, f2, x.dtype)
+    kinks_found, kink_near = _kinks.undeclared_kinks(line, x, f1, f2, x.dtype)
     on_line = _OnLine(f0, f1, f2, peak, capped, kinks_found, kink_near)
     # A jump of phi' at no declared kink costs the Gaussian sums their order.
     return on_line, _gaussian_part(act, rule, sigma, mu, kinks, undeclared=kinks_found > 0)
@@ -490,7 +491,7 @@ def _gaussian_part(act, rule, sigma, mu, kinks, undeclared=False):
     v0, v1 = derivatives(act, xi, 1)
     # Empty slots see a constant: no singularity.
     v0, v1 = (jnp.where(empty[:, None, None], 1.0, v) for v in (v0, v1))
-    sing = functionals.singularities(v0, v1)
+    sing = _kinks.singularities(v0, v1)
     sing = sing._replace(integrable=sing.integrable | undeclared)
     x, w = gaussian.nodes(act, rule, sigma, mu, kinks)
     f0, f1 = derivatives(act, x, 1)
@@ -519,7 +520,7 @@ def _checked(gauss: Moments, sing, sigma, mu, unresolved=False):
     a status per field.
 
     * A moment that diverges at a singularity of ``phi`` or ``phi'``
-      (:func:`jaxsig.core.functionals.singularities`) is ``inf`` (``m1``, ``g1``
+      (:func:`jaxsig.core.kinks.singularities`) is ``inf`` (``m1``, ``g1``
       with the sign of the divergence; ``NaN``, status ``NO_LIMIT``, where the
       two sides diverge with opposite signs, as ``E[1/X]``); ``eta`` and
       ``dm2/dsigma`` follow ``m2``.

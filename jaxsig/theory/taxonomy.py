@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsig.core import activations as _activations
-from jaxsig.core import functionals, quadrature
+from jaxsig.core import kinks as _kinks
+from jaxsig.core import quadrature
 from jaxsig.core._format import format_number
 from jaxsig.core._numerics import derivatives, is_concrete
 from jaxsig.core.signature import FIELDS, GROWTH_CLASSES, Auxiliary, Signature
@@ -209,7 +210,7 @@ def classify(phi, *, params: Any = None, signature=None, dtype=None) -> Classifi
         cusp |= bool(np.any(np.abs(d1[:2]) > 16 * np.abs(d1[2:]) + 1))
     # Kinks nobody declared: where phi' jumps between neighbouring points of the
     # line (the core's test), located by bisection.
-    jumps = np.asarray(functionals.jump_intervals(line, x, f1, f2, dtype))
+    jumps = np.asarray(_kinks.jump_intervals(line, x, f1, f2, dtype))
     if np.any(jumps):
         (i,) = np.nonzero(jumps)
         kinks = sorted(kinks + _locate_jumps(prepared, x[i], x[i + 1], dtype))

@@ -1,0 +1,128 @@
+"""What ``phi`` does at its kinks: power singularities, and jumps of ``phi'`` where
+no kink is declared.
+
+Both read ``phi`` and ``phi'`` on the line (:class:`~jaxsig.core.quadrature.Line`):
+
+* :func:`singularities` measures ``|phi(x)| ~ |x - b|^-p`` on the ladders
+  ``b +- 2**-k`` toward each kink ``b``, which decides which Gaussian moments
+  diverge (``E[|phi|^q]`` does exactly when ``q p >= 1``);
+* :func:`undeclared_kinks` finds intervals where ``phi'`` steps by more than
+  ``phi''`` allows, a kink the activation did not declare (the Gaussian sums then
+  converge at second order only).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxsig.core._numerics import eps as _eps
+
+__all__ = ["Singularities", "singularities", "undeclared_kinks", "jump_intervals"]
+
+
+class Singularities(NamedTuple):
+    """What the ladders toward each kink say about the Gaussian moments.
+
+    ``|phi(x)| ~ |x - b|^-p0`` and ``|phi'(x)| ~ |x - b|^-p1`` as ``x -> b`` on
+    either side (exponents measured on the last rungs ``b +- 2**-k``, ``k <= 40``);
+    ``E[|phi(X)|^q]`` diverges exactly when ``q p0 >= 1`` (and likewise for
+    ``phi'``), because the Gaussian density is positive and smooth at ``b``.
+
+    Attributes:
+      m1, m2, g1, g2, g4: the component diverges (``E|phi|``, ``E phi^2``,
+        ``E|phi'|``, ``E phi'^2``, ``E phi'^4``).
+      m1_sign, g1_sign: ``+-1`` where every divergent side has that sign, else
+        ``0`` (opposite signs: the integral is undefined).
+      integrable: ``phi'`` is singular at a kink but ``E|phi'|^q`` converges for
+        the moments computed: the quadrature is then only accurate to a few
+        digits (a Gauss–Legendre panel next to a power singularity).
+    """
+
+    m1: jax.Array
+    m2: jax.Array
+    g1: jax.Array
+    g2: jax.Array
+    g4: jax.Array
+    m1_sign: jax.Array
+    g1_sign: jax.Array
+    integrable: jax.Array
+
+
+def _growth_exponent(seq):
+    """Steady exponent ``p`` of ``|seq_k| ~ 2**(k p)`` over the last four rungs
+    (``0`` if the growth is not steady or not positive; ``inf`` on overflow)."""
+    a = jnp.abs(seq[..., -4:])
+    overflow = jnp.any(~jnp.isfinite(a), axis=-1)
+    a = jnp.where(jnp.isfinite(a) & (a > 0), a, 1.0)
+    p = jnp.log2(a[..., 1:] / a[..., :-1])
+    steady = (jnp.min(p, axis=-1) > 0.05) & (jnp.max(p, axis=-1) - jnp.min(p, axis=-1) < 0.05)
+    return jnp.where(overflow, jnp.inf, jnp.where(steady, jnp.mean(p, axis=-1), 0.0))
+
+
+def singularities(v0, v1) -> Singularities:
+    """Power singularities of ``phi`` and ``phi'`` at the kinks (and at 0), from
+    their values ``v0``, ``v1`` on the ladders ``b +- 2**-k`` of the line
+    (``line.inner``: shape ``(n_kinks, 2, k)``); see :class:`Singularities`."""
+    p0, p1 = _growth_exponent(v0), _growth_exponent(v1)  # (n_kinks, 2)
+    tol = 0.02  # exponents are measured to ~1e-3; 1/|x| must count as divergent
+
+    def diverges(p, q):
+        return q * p >= 1.0 - tol
+
+    def side_sign(v, div):
+        s = jnp.sign(v[..., -1])
+        pos = jnp.all(jnp.where(div, s > 0, True))
+        neg = jnp.all(jnp.where(div, s < 0, True))
+        return jnp.where(pos, 1.0, jnp.where(neg, -1.0, 0.0))
+
+    d_m1, d_g1 = diverges(p0, 1.0), diverges(p1, 1.0)
+    return Singularities(
+        m1=jnp.any(d_m1),
+        m2=jnp.any(diverges(p0, 2.0)),
+        g1=jnp.any(d_g1),
+        g2=jnp.any(diverges(p1, 2.0)),
+        g4=jnp.any(diverges(p1, 4.0)),
+        m1_sign=side_sign(v0, d_m1),
+        g1_sign=side_sign(v1, d_g1),
+        integrable=jnp.any((p1 > 0.05) & ~diverges(p1, 4.0)) | jnp.any((p1 > 0.05) & ~diverges(p1, 1.0)),
+    )
+
+
+def undeclared_kinks(line, x, f1, f2, dtype):
+    """Intervals of the line where ``phi'`` jumps although no kink is declared there.
+
+    Over an interval of width ``h`` a continuous ``phi'`` changes by
+    ``|int phi''| <= h max |phi''|``; a jump does not shrink with ``h``. An
+    interval inside the grid (``|x| <= x_max``) is flagged when
+    ``|phi'(b) - phi'(a)| > 8 h max(|phi''(a)|, |phi''(b)|) + 64 eps (|phi'(a)| + |phi'(b)|)``
+    and ``|phi'(b) - phi'(a)| > 1e-6 (1 + |phi'(a)| + |phi'(b)|)`` (a visible jump).
+    Declared kinks (and 0) are excluded. A feature narrower than the node spacing
+    with a large ``phi'''`` can be flagged too: the warning then costs nothing.
+
+    Returns:
+      ``(count, where)``: the number of flagged intervals and the midpoint of the
+      first one (``NaN`` if none).
+    """
+    flagged = jump_intervals(line, x, f1, f2, dtype)
+    first = jnp.argmax(flagged)
+    where = jnp.where(jnp.any(flagged), 0.5 * (x[first] + x[first + 1]), jnp.nan)
+    return jnp.sum(flagged), where
+
+
+def jump_intervals(line, x, f1, f2, dtype):
+    """The mask of intervals ``[x_i, x_{i+1}]`` of the line where ``phi'`` jumps at
+    no declared kink (the test of :func:`undeclared_kinks`)."""
+    eps = _eps(dtype)
+    h = x[1:] - x[:-1]
+    fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
+    ok = jnp.isfinite(fa) & jnp.isfinite(fb) & jnp.isfinite(da) & jnp.isfinite(db)
+    step = jnp.abs(fb - fa)
+    smooth_bound = 8.0 * h * jnp.maximum(jnp.abs(da), jnp.abs(db)) + 64 * eps * (jnp.abs(fa) + jnp.abs(fb))
+    # (From x: the static Composite.line() that classify uses keeps body as a slice.)
+    body = jnp.abs(x) <= line.x_max
+    inside = body[:-1] & body[1:]
+    flagged = ok & inside & ~jnp.asarray(line.split) & (step > smooth_bound)
+    return flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))
