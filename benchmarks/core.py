@@ -44,6 +44,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxsig  # noqa: E402
+from jaxsig.core._compile import CPU_OPTIONS, CPU_XLA_FLAGS  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -80,10 +81,11 @@ def programs(sigmas):
     }
 
 
-#: XLA:CPU's loop emitters (what the jaxsig command and the test suite use): the
-#: same numbers, compiled in about half the time. Compile times and first calls
-#: are measured with XLA's default emitters and with these.
-LOOP_EMITTERS = {"xla_cpu_use_fusion_emitters": False}
+#: XLA:CPU's loop emitters (what the library compiles its eager stages with, and
+#: the jaxsig command and the test suite use): the same numbers, compiled in about
+#: half the time. Compile times and first calls are measured with XLA's default
+#: emitters and with these.
+LOOP_EMITTERS = CPU_OPTIONS
 
 
 def compile_seconds(fn, arg, options=None):
@@ -103,7 +105,7 @@ t0 = time.perf_counter(); jax.block_until_ready(jaxsig.{fn}("gelu", 1.0)); print
 def first_call(fn, loop_emitters=False):
     env = dict(os.environ)
     if loop_emitters:
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_use_fusion_emitters=false".strip()
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {CPU_XLA_FLAGS}".strip()
     out = subprocess.run(
         [sys.executable, "-c", FRESH.format(fn=fn)], capture_output=True, text=True, check=True, env=env
     )

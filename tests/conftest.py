@@ -28,10 +28,10 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import jax
 
-from jaxsig.app._common import FAST_COMPILE_FLAG
+from jaxsig.core._compile import CPU_OPTIONS, CPU_XLA_FLAGS
 
-if FAST_COMPILE_FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+if not any(name in os.environ.get("XLA_FLAGS", "") for name in CPU_OPTIONS):
     # Read by XLA when the process first computes; inherited by the workers.
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG}".strip()
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {CPU_XLA_FLAGS}".strip()
 
 jax.config.update("jax_enable_x64", True)

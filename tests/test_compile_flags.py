@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsig.app._common import FAST_COMPILE_FLAG, fast_compile
-from jaxsig.core._compile import stage
+from jaxsig.app._common import fast_compile
+from jaxsig.core._compile import CPU_XLA_FLAGS, stage
 
 CASES = {
     "float64": (("gelu", "relu6", "x^2"), [0.3, 1.0, 3.0], [0.0, 0.5, -1.0]),
@@ -59,12 +59,12 @@ _SCRIPT = textwrap.dedent(
 
 
 def _default_emitters_env():
-    flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE_FLAG, "")
+    flags = os.environ.get("XLA_FLAGS", "").replace(CPU_XLA_FLAGS, "")
     return dict(os.environ, XLA_FLAGS=f"{flags} --xla_cpu_use_fusion_emitters=true".strip())
 
 
 def test_default_emitters_give_the_same_signatures_to_the_bit():
-    assert FAST_COMPILE_FLAG in os.environ.get("XLA_FLAGS", ""), "conftest sets the flag for the suite"
+    assert CPU_XLA_FLAGS in os.environ.get("XLA_FLAGS", ""), "conftest sets the flag for the suite"
     namespace = {}
     exec(compile(_SCRIPT, "<script>", "exec"), namespace)
     here = namespace["compute"](CASES)
@@ -87,11 +87,11 @@ def test_default_emitters_give_the_same_signatures_to_the_bit():
 def test_fast_compile_appends_the_flag_and_restores_xla_flags(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
     with fast_compile():
-        assert os.environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {FAST_COMPILE_FLAG}"
+        assert os.environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {CPU_XLA_FLAGS}"
     assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
     monkeypatch.delenv("XLA_FLAGS")
     with fast_compile():
-        assert os.environ["XLA_FLAGS"] == FAST_COMPILE_FLAG
+        assert os.environ["XLA_FLAGS"] == CPU_XLA_FLAGS
     assert "XLA_FLAGS" not in os.environ
     # A user's own choice of the emitters wins.
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")

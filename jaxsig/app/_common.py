@@ -22,6 +22,7 @@ import numpy as np
 
 import jaxsig
 from jaxsig.core import activations as _activations
+from jaxsig.core._compile import CPU_OPTIONS, CPU_XLA_FLAGS
 from jaxsig.core._format import format_number, render_table
 from jaxsig.theory import taxonomy
 
@@ -116,27 +117,21 @@ def compilation_cache(cache_dir: str | None):
             jax.config.update(name, value)
 
 
-#: XLA:CPU compiles the core's stages in about half the time with its loop
-#: emitters instead of the MLIR fusion emitters (the line functionals: 10.1 -> 4.6
-#: CPU s; a first ``signature`` in a fresh process 8.1 -> 5.2 s), and the numbers
-#: are the same to the bit (tests/test_compile_flags.py checks it).
-FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
-
-
 @contextlib.contextmanager
 def fast_compile():
-    """Ask XLA:CPU for :data:`FAST_COMPILE_FLAG` for the duration of the command.
+    """Ask XLA:CPU for the library's compiler options (:data:`jaxsig.core._compile.CPU_XLA_FLAGS`:
+    the loop emitters, half the compile time, same numbers) for the duration of the command.
 
     XLA reads ``XLA_FLAGS`` once, when the process first uses JAX: this speeds up
     the command run as ``jaxsig`` or ``python -m jaxsig`` and does nothing where
     JAX is already running (``main()`` called from a session). A user's own
-    setting of the flag wins. ``XLA_FLAGS`` is restored on exit.
+    setting of these options wins. ``XLA_FLAGS`` is restored on exit.
     """
     saved = os.environ.get("XLA_FLAGS")
-    if saved is not None and FAST_COMPILE_FLAG.split("=")[0] in saved:
+    if saved is not None and any(name in saved for name in CPU_OPTIONS):
         yield
         return
-    os.environ["XLA_FLAGS"] = f"{saved} {FAST_COMPILE_FLAG}" if saved else FAST_COMPILE_FLAG
+    os.environ["XLA_FLAGS"] = f"{saved} {CPU_XLA_FLAGS}" if saved else CPU_XLA_FLAGS
     try:
         yield
     finally:

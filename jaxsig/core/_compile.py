@@ -25,10 +25,14 @@ import jax
 
 from jaxsig.core._numerics import is_concrete
 
-__all__ = ["CPU_OPTIONS", "stage"]
+__all__ = ["CPU_OPTIONS", "CPU_XLA_FLAGS", "stage"]
 
 #: XLA compiler options for the stages the library compiles itself, on CPU.
 CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+#: The same options as ``XLA_FLAGS`` for a whole process (read by XLA when the
+#: process first computes): what the ``jaxsig`` command and the test suite set.
+CPU_XLA_FLAGS = " ".join(f"--{name}={str(value).lower()}" for name, value in CPU_OPTIONS.items())
 
 
 def stage(fun: Callable = None, *, static_argnums=(), static_argnames=()):
