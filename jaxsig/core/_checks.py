@@ -156,20 +156,20 @@ _APPROXIMATE_REASONS = {
     "cubic-Hermite estimates of the rest (about 1e-7 relative), or phi' oscillates faster than the line's graded "
     "tail panels resolve, and tv misses extrema there (sin(x)/(1+x^2): 2e-3 relative)",
     "c": f"either phi crosses its asymptotes in more than {functionals.N_CROSSING_PANELS} panels (or more than "
-    f"{functionals.N_ROOTS} times in one), and c integrates |phi - alpha x - beta| with Gauss-Legendre there (about "
-    "1e-6 relative), or phi - alpha x - beta sinks into the rounding noise of phi while its tail still matters, "
-    "and c extrapolates that tail (float32 x*arctan(x): about 1e-3 relative; float64 resolves it), or phi "
-    "oscillates faster than the line's graded tail panels resolve, and c and b are rough estimates "
-    "(sin(x)/(1+x^2): 4e-3 relative)",
+    f"{functionals.N_ROOTS} times in one), and c integrates |phi - alpha x - beta| with Gauss-Legendre on the "
+    "smallest of them (about 1e-4 relative), or phi - alpha x - beta sinks into the rounding noise of phi while "
+    "its tail still matters, and c extrapolates that tail (float32 x*arctan(x): about 1e-3 relative; float64 "
+    "resolves it), or phi oscillates faster than the line's graded tail panels resolve, and c and b are rough "
+    "estimates (sin(x)/(1+x^2): 4e-4 relative)",
     "g1": "phi' has an integrable power singularity at a kink; the Gaussian statistics of phi' are accurate to "
     "about 1e-4 there",
 }
 
 
-def warn_undeclared_kinks(act, on_line) -> bool:
-    if not is_concrete(on_line.kinks_found) or int(on_line.kinks_found) == 0:
+def warn_undeclared_kinks(act, found, where) -> bool:
+    if not is_concrete(found) or not np.any(np.asarray(found)):
         return False
-    where = float(on_line.kink_near)
+    where = float(where)
     warnings.warn(
         f"{act.name!r}: phi' appears to jump near x = {where:.6g}, where no kink is declared; the Gaussian "
         "statistics then converge only at second order (status APPROXIMATE). Declare it: "

@@ -302,7 +302,8 @@ def total_variation(line, x, f0, f1, f2, peak, dtype):
 #: Each padded slot costs as much as a real one (8 instead of 32 halves the time
 #: of a batched signature).
 N_CROSSING_PANELS = 8
-#: Crossings located per such panel (more: the panel's correction is APPROXIMATE).
+#: Crossings located per such panel (a panel with more keeps Gauss–Legendre on
+#: ``|g|``, and ``c`` is APPROXIMATE).
 N_ROOTS = 3
 
 
@@ -329,8 +330,10 @@ def unresolved_panels(coef, noise, line, dtype):
     From its Legendre coefficients ``a_k`` per panel (``coef``,
     :func:`legendre_coefficients`), a panel is unresolved where ``|a_{n-1}| + |a_{n-2}| > 1e-3 max_k |a_k|``
     and ``> 64 max noise`` (rounding noise of the samples, float32 tails, is not
-    oscillation), and its content ``h max_k |a_k|`` (``h`` the half-width) exceeds
-    ``1e-9`` of the sum of all panels' contents.
+    oscillation), and that unresolved part ``h (|a_{n-1}| + |a_{n-2}|)`` (``h`` the
+    half-width) exceeds ``1e-9`` of the sum of all panels' contents ``h max_k |a_k|``
+    (a steep exponential on a panel where it is already negligible, swish with
+    ``beta = 300`` near ``x = -0.1``, is harmless).
     The Gauss–Legendre sums there are only rough estimates: graded tail panels
     are wide (``sin(x) / (1 + x^2)`` beyond ``|x| ~ 8``).
     """
@@ -339,7 +342,7 @@ def unresolved_panels(coef, noise, line, dtype):
     tail = jnp.abs(coef[:, -1]) + jnp.abs(coef[:, -2])
     content = half * peak
     above_noise = tail > 64 * jnp.max(noise[line.panels], axis=1)
-    return (tail > _RESOLVED * peak) & above_noise & (content > 1e-9 * jnp.sum(content))
+    return (tail > _RESOLVED * peak) & above_noise & (half * tail > 1e-9 * jnp.sum(content))
 
 
 def _panel_sides(line):
@@ -366,10 +369,12 @@ def _abs_integral_with_crossings(g, line, dtype):
     """``sum over panels of int |g|`` corrected on panels where ``g`` changes sign.
 
     Gauss–Legendre applied to ``|g|`` loses its order where ``g`` crosses zero.
-    On up to :data:`N_CROSSING_PANELS` such panels ``g`` is replaced by its
-    Legendre interpolant ``sum_k a_k P_k(t)`` through the panel's nodes; its roots
-    in the first :data:`N_ROOTS` intervals between consecutive nodes (and the
-    panel ends) where the sampled sign changes are found by Newton's method,
+    On the first :data:`N_CROSSING_PANELS` panels with 1 to :data:`N_ROOTS` sign
+    changes (among the nodes and the panel ends), counting only panels whose
+    ``|g|`` can move the sum (half-width times ``max |g|`` above
+    ``eps sum_i w_i |g_i|``), ``g`` is replaced by its Legendre interpolant
+    ``sum_k a_k P_k(t)`` through the panel's nodes; its roots in the intervals
+    where the sampled sign changes are found by Newton's method,
     and ``int |g| = sum_pieces sign_piece (F(r_{j+1}) - F(r_j))`` with the exact
     primitive ``F`` (``int P_k = (P_{k+1} - P_{k-1}) / (2k + 1)``). Roots carry no
     gradient (``|g|`` has zero derivative in their position).
@@ -381,8 +386,22 @@ def _abs_integral_with_crossings(g, line, dtype):
     ends = _dot(_legendre_all(jnp.asarray([-1.0, 1.0], dtype), order - 1), coef.T)  # (2, P)
     vals = jnp.concatenate([ends[0][:, None], G, ends[1][:, None]], axis=1)  # (P, n + 2)
     taus = jnp.concatenate([jnp.asarray([-1.0], dtype), t, jnp.asarray([1.0], dtype)])
-    change = vals[:, :-1] * vals[:, 1:] < 0
-    pi = first_true(jnp.any(change, axis=1), N_CROSSING_PANELS)
+    half = jnp.asarray((line.panel_edges[:, 1] - line.panel_edges[:, 0]) / 2, dtype)
+    abs_w = jnp.abs(g) * jnp.asarray(line.w, dtype)
+    # A panel whose |g| integrates to less than the rounding of the whole sum
+    # cannot move c, and its sign changes take no slot: often they are only the
+    # interpolant's end values, extrapolated across a steep exponential
+    # (softplus with beta = 100: g ~ 1e-100 on panels near x = -2).
+    content = half * jnp.max(jnp.abs(G), axis=1)
+    change = (vals[:, :-1] * vals[:, 1:] < 0) & (content > _eps(dtype) * jnp.sum(abs_w))[:, None]
+    # A panel with more sign changes than N_ROOTS keeps Gauss–Legendre on |g|
+    # (a correction that missed a root would integrate g, not |g|, past it).
+    n_change = jnp.sum(change, axis=1)
+    fixable = (n_change > 0) & (n_change <= N_ROOTS)
+    # The slots go to the panels of largest content: Gauss–Legendre's error
+    # at a crossing scales with it.
+    top, pi = jax.lax.top_k(jnp.where(fixable, content, -1.0), N_CROSSING_PANELS)
+    pi = jnp.where(top >= 0, pi, G.shape[0])
     sel = jnp.minimum(pi, G.shape[0] - 1)
     a, v, ch = coef[sel], vals[sel], change[sel]  # (K, n), (K, n+2), (K, n+1)
 
@@ -424,13 +443,11 @@ def _abs_integral_with_crossings(g, line, dtype):
     )
     F = jnp.einsum("kmj,kj->km", prim, a, precision=_HIGHEST)
     exact = jnp.sum(signs * (F[:, 1:] - F[:, :-1]), axis=1)
-    half = jnp.asarray((line.panel_edges[:, 1] - line.panel_edges[:, 0]) / 2, dtype)
     w = jnp.asarray(line.w, dtype)[line.panels]
     naive = jnp.sum(w * jnp.abs(G), axis=1)
     correction = jnp.where(pi < G.shape[0], half[sel] * exact - naive[sel], 0.0)
-    crowded = jnp.any((jnp.sum(ch, axis=1) > N_ROOTS) & (pi < G.shape[0]))
-    capped = (jnp.sum(jnp.any(change, axis=1)) > N_CROSSING_PANELS) | crowded
-    return jnp.abs(g) * jnp.asarray(line.w, dtype), correction, sel, capped, coef
+    capped = (jnp.sum(fixable) > N_CROSSING_PANELS) | jnp.any(n_change > N_ROOTS)
+    return abs_w, correction, sel, capped, coef
 
 
 #: Shell ratios of a side that :func:`unresolved_panels` flags must stay below

@@ -8,7 +8,7 @@ Both read ``phi`` and ``phi'`` on the line (:class:`~jaxsig.core.quadrature.Line
   diverge (``E[|phi|^q]`` does exactly when ``q p >= 1``);
 * :func:`undeclared_kinks` finds intervals where ``phi'`` steps by more than
   ``phi''`` allows, a kink the activation did not declare (the Gaussian sums then
-  converge at second order only).
+  converge at second order only, for the densities that reach it).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from jaxsig.core._numerics import eps as _eps
 
-__all__ = ["Singularities", "singularities", "undeclared_kinks", "jump_intervals"]
+__all__ = ["REACH", "Singularities", "singularities", "undeclared_kinks", "jump_intervals"]
 
 
 class Singularities(NamedTuple):
@@ -91,8 +91,14 @@ def singularities(v0, v1) -> Singularities:
     )
 
 
-def undeclared_kinks(line, x, f1, f2, dtype):
-    """Intervals of the line where ``phi'`` jumps although no kink is declared there.
+#: A jump of ``phi'`` further than this many ``sigma`` from ``mu`` does not reach
+#: the Gaussian sums: the density there is below ``exp(-81/2) ~ 3e-18`` of its peak.
+REACH = 9.0
+
+
+def undeclared_kinks(line, x, f1, f2, sigma, mu):
+    """Where ``phi'`` jumps although no kink is declared, and whether the Gaussian
+    density at each ``(sigma, mu)`` reaches it.
 
     Over an interval of width ``h`` a continuous ``phi'`` changes by
     ``|int phi''| <= h max |phi''|``; a jump does not shrink with ``h``. An
@@ -100,16 +106,26 @@ def undeclared_kinks(line, x, f1, f2, dtype):
     ``|phi'(b) - phi'(a)| > 8 h max(|phi''(a)|, |phi''(b)|) + 64 eps (|phi'(a)| + |phi'(b)|)``
     and ``|phi'(b) - phi'(a)| > 1e-6 (1 + |phi'(a)| + |phi'(b)|)`` (a visible jump).
     Declared kinks (and 0) are excluded. A feature narrower than the node spacing
-    with a large ``phi'''`` can be flagged too: the warning then costs nothing.
+    with a large ``phi'''`` can be flagged too, and so can oscillation that the
+    line's graded tail panels do not resolve (``sin(x) / (1 + x^2)`` near
+    ``x = -165``): a flagged interval counts only for the densities that reach
+    it, those with its midpoint ``m`` in ``|m - mu| <= REACH sigma``.
 
     Returns:
-      ``(count, where)``: the number of flagged intervals and the midpoint of the
-      first one (``NaN`` if none).
+      ``(found, where)``: per ``(sigma, mu)``, whether a flagged interval lies
+      within its reach (the Gaussian sums then converge at second order only),
+      and the midpoint of the first flagged interval within reach of any
+      ``(sigma, mu)`` (``NaN`` if none).
     """
-    flagged = jump_intervals(line, x, f1, f2, dtype)
-    first = jnp.argmax(flagged)
-    where = jnp.where(jnp.any(flagged), 0.5 * (x[first] + x[first + 1]), jnp.nan)
-    return jnp.sum(flagged), where
+    flagged = jump_intervals(line, x, f1, f2, x.dtype)
+    mid = 0.5 * (x[1:] + x[:-1])  # sorted, as x is
+    lo, hi = mu - REACH * sigma, mu + REACH * sigma
+    # The flagged midpoints in [lo, hi], from the running count of flagged intervals.
+    count = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(flagged, dtype=jnp.int32)])
+    found = count[jnp.searchsorted(mid, hi, side="right")] > count[jnp.searchsorted(mid, lo, side="left")]
+    reached = flagged & jnp.any((mid >= lo.reshape(-1, 1)) & (mid <= hi.reshape(-1, 1)), axis=0)
+    where = jnp.where(jnp.any(reached), mid[jnp.argmax(reached)], jnp.nan)
+    return found, where
 
 
 def jump_intervals(line, x, f1, f2, dtype):

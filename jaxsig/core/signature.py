@@ -261,12 +261,12 @@ def signature_with_aux(
     if moving is not None:
         line_kinks = jnp.concatenate([line_kinks, moving.astype(line_kinks.dtype)])
     line = quadrature.cut_line(free, sigma.dtype, line_kinks)
-    on_line, (gauss, g_status, error) = _sample(bare, free, sigma, mu, _kink_slots(rule, sigma.dtype), line)
+    on_line, (gauss, g_status, error), undeclared = _sample(bare, free, sigma, mu, _kink_slots(rule, sigma.dtype), line)
     sig, aux = _combine(gauss, g_status, _line_functionals(line, on_line))
     sig, aux, error = _unpad((sig, aux, error), shape)
     check_finite(act, rule, aux.finite, sigma.dtype)
     unresolved = warn_unresolved(act, error)
-    found = warn_undeclared_kinks(act, on_line)
+    found = warn_undeclared_kinks(act, *undeclared)
     # _check_domain has already warned where the grid cannot resolve the density.
     narrow = is_concrete(sigma, mu) and not bool(np.all(np.asarray(_resolves(rule, sigma, mu))))
     warn_approximate(act, aux.status, skip_gaussian=found or unresolved or narrow)
@@ -376,8 +376,6 @@ class _OnLine(NamedTuple):
       peak: per interval of ``line.x``, the extremum of ``phi'`` inside it
         (Newton-polished) where ``phi''`` changes sign, else ``phi'`` at its left end.
       capped: more turning intervals than the polished slots.
-      kinks_found, kink_near: intervals where ``phi'`` jumps at no declared kink,
-        and the midpoint of the first (:func:`jaxsig.core.kinks.undeclared_kinks`).
     """
 
     f0: jax.Array
@@ -385,8 +383,6 @@ class _OnLine(NamedTuple):
     f2: jax.Array
     peak: jax.Array
     capped: jax.Array
-    kinks_found: jax.Array
-    kink_near: jax.Array
 
 
 class _LineFunctionals(NamedTuple):
@@ -419,10 +415,10 @@ def _sample(act, rule, sigma, mu, kinks, line):
     x = line.x
     f0, f1, f2 = derivatives(act, x, 2)
     peak, capped = functionals.extrema_of_slope(act, line, x, f1, f2)
-    kinks_found, kink_near = _kinks.undeclared_kinks(line, x, f1, f2, x.dtype)
-    on_line = _OnLine(f0, f1, f2, peak, capped, kinks_found, kink_near)
-    # A jump of phi' at no declared kink costs the Gaussian sums their order.
-    return on_line, _gaussian_part(act, rule, sigma, mu, kinks, undeclared=kinks_found > 0)
+    # A jump of phi' at no declared kink costs the Gaussian sums that reach it their order.
+    undeclared = _kinks.undeclared_kinks(line, x, f1, f2, sigma, mu)
+    gauss = _gaussian_part(act, rule, sigma, mu, kinks, undeclared=undeclared[0])
+    return _OnLine(f0, f1, f2, peak, capped), gauss, undeclared
 
 
 @stage
@@ -482,8 +478,9 @@ def _gaussian_part(act, rule, sigma, mu, kinks, undeclared=False):
 
     ``kinks`` (data) and ``act``'s moving breakpoints cut the grid; the ladders
     toward them (and ``0``) decide which moments diverge (:func:`_checked`).
-    ``undeclared``: a kink found where none was declared (the Gaussian sums then
-    converge at second order only: APPROXIMATE).
+    ``undeclared``: per ``(sigma, mu)``, a jump of ``phi'`` found within the
+    density's reach where no kink was declared (the Gaussian sums then converge
+    at second order only: APPROXIMATE; :func:`jaxsig.core.kinks.undeclared_kinks`).
     """
     moving = act.breakpoints()
     every = kinks if moving is None else jnp.concatenate([kinks, moving.astype(kinks.dtype)])
@@ -492,13 +489,12 @@ def _gaussian_part(act, rule, sigma, mu, kinks, undeclared=False):
     # Empty slots see a constant: no singularity.
     v0, v1 = (jnp.where(empty[:, None, None], 1.0, v) for v in (v0, v1))
     sing = _kinks.singularities(v0, v1)
-    sing = sing._replace(integrable=sing.integrable | undeclared)
     x, w = gaussian.nodes(act, rule, sigma, mu, kinks)
     f0, f1 = derivatives(act, x, 1)
     mirrored = getattr(rule, "mirrored", 0) if x.ndim == 1 else 0
     error = gaussian.resolution(rule, w, f0, f1, sigma)
     stats = statistics(x, w, f0, f1, sigma, mu, mirrored=mirrored)
-    out, status = _checked(stats, sing, sigma, mu, _unresolved(rule, sigma, mu, error))
+    out, status = _checked(stats, sing, sigma, mu, _unresolved(rule, sigma, mu, error) | undeclared)
     return out, status, error
 
 

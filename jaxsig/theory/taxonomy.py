@@ -276,7 +276,13 @@ def _probe_jit(act, x):
 
 def _locate_jumps(act, a, b, dtype) -> list[float]:
     """The points in ``[a_i, b_i]`` where ``phi'`` jumps, by bisection on the side
-    that holds the larger change of ``phi'`` (to about ``2**-40`` of the interval)."""
+    that holds the larger change of ``phi'`` (to about ``2**-40`` of the interval).
+
+    A jump survives the bisection; a steep or oscillating but continuous ``phi'``
+    (``sin(x) / (1 + x^2)`` between the line's wide tail nodes) does not: only
+    the intervals whose last step still passes the test of
+    :func:`jaxsig.core.kinks.jump_intervals` are kinks."""
+    eps = float(jnp.finfo(dtype).eps)
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     da, db = _probe(act, jnp.asarray(np.concatenate([a, b]), dtype))[1].reshape(2, -1)
     for _ in range(40):
@@ -285,7 +291,11 @@ def _locate_jumps(act, a, b, dtype) -> list[float]:
         left = np.abs(dm - da) >= np.abs(db - dm)
         b, db = np.where(left, mid, b), np.where(left, dm, db)
         a, da = np.where(left, a, mid), np.where(left, da, dm)
-    return [float(v) for v in np.unique(np.round(0.5 * (a + b), 10))]
+    d2a, d2b = _probe(act, jnp.asarray(np.concatenate([a, b]), dtype))[2].reshape(2, -1)
+    step, size = np.abs(db - da), np.abs(da) + np.abs(db)
+    smooth = 8 * (b - a) * np.maximum(np.abs(d2a), np.abs(d2b)) + 64 * eps * size
+    jump = (step > smooth) & (step > 1e-6 * (1.0 + size))
+    return [float(v) for v in np.unique(np.round(0.5 * (a + b)[jump], 10))]
 
 
 def _probe(act, x):
