@@ -335,3 +335,21 @@ def test_oscillation_in_the_far_tail_is_not_a_kink():
 
     c = taxonomy.classify(sinrat)
     assert c.kinks == () and c.smooth
+
+
+def test_the_resolution_bound_is_relative():
+    # The bound is relative to E[phi^2] + E[phi'^2]: 0.01 sin x and 100 sin x are
+    # flagged where sin x is, and sinc x (m2 ~ 0.02 at sigma = 20, where the grid is
+    # 9e-5 off, and an absolute bound of 5e-4 passed it) is flagged too.
+    sigma = jnp.asarray([3.0, 20.0])
+    for scale in (0.01, 100.0):
+        act = jaxsig.Activation(f"sin_{scale}", lambda x, s=scale: s * jnp.sin(x), None)
+        with pytest.warns(UserWarning, match="varies faster"):
+            _, aux = jaxsig.signature_with_aux(act, sigma)
+        np.testing.assert_array_equal(aux.status.m2, [limits.CONVERGED, limits.APPROXIMATE])
+    sinc = jaxsig.Activation("sinc_pi", lambda x: jnp.sinc(x), None)
+    with pytest.warns(UserWarning, match="varies faster"):
+        m = jaxsig.moments(sinc, sigma)
+    with mp.workdps(25):
+        m2 = mp.quad(lambda t: (mp.sin(mp.pi * t) / (mp.pi * t)) ** 2 * mp.npdf(t, 0, 3), mp.linspace(-42, 42, 169))
+    assert float(m.m2[0]) == pytest.approx(float(m2), rel=1e-13)

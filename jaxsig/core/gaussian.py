@@ -162,33 +162,34 @@ def nodes(act, rule, sigma, mu, kinks=None):
 UNRESOLVED = 1e-3
 
 
-def resolution(rule, w, f0, f1, sigma):
-    """An upper estimate of the quadrature error of ``E[phi^2]`` and ``E[phi'^2]``
-    on the kink-free panels of a composite rule, per ``(sigma, mu)``.
+def resolution(rule, w, f0, f1, sigma, size):
+    """An upper estimate of the relative quadrature error of ``E[phi^2]`` and
+    ``E[phi'^2]`` on the kink-free panels of a composite rule, per ``(sigma, mu)``.
 
     On each panel the Legendre coefficients ``a_k`` of ``phi^2`` and ``phi'^2``
-    (from the values at its Gauss–Legendre nodes, relative to ``1 + max|values|``)
-    show whether the panel resolves them: the estimate is
-    ``sum_p mass_p * a_{n-1} * (a_{n-1} / a_{n-5})^((n+1)/3)`` (the last
-    coefficient, extrapolated at its observed decay to the degree the rule
-    integrates exactly), with ``mass_p`` the Gaussian mass of the panel. It is
-    ``~1e-16`` for the paper activations and grows with oscillation that the
-    panels do not resolve. A bound, not an estimate: for ``sin x`` it is 5e-3,
-    6e-2, 0.1 at ``sigma`` = 10, 15, 20 where the error of ``m2`` is 6e-11, 7e-7,
-    3e-4; :data:`UNRESOLVED` is set so that it fires from ``sigma = 10``.
+    (from the values at its Gauss–Legendre nodes) show whether the panel resolves
+    them: the estimate is
+    ``sum_p mass_p * a_{n-1} * (a_{n-1} / a_{n-5})^((n+1)/3) / size`` summed over
+    the two functions (the last coefficient, extrapolated at its observed decay to
+    the degree the rule integrates exactly), with ``mass_p`` the Gaussian mass of
+    the panel and ``size = E[phi^2] + E[phi'^2]``. It is ``~1e-16`` for the paper
+    activations and grows with oscillation that the panels do not resolve. A
+    bound, not an estimate: for ``sin x`` it is 1e-2, 1e-1, 0.3 at ``sigma`` = 10,
+    15, 20 where the error of ``m2`` is 6e-11, 7e-7, 3e-4; for ``sinc x`` 2e-3, 5e-3
+    at ``sigma`` = 10, 20 where it is 5e-6, 9e-5. :data:`UNRESOLVED` is set so that
+    it fires from ``sigma = 10`` for both.
     """
     h, n = getattr(rule, "mirrored", 0), getattr(rule, "gaussian_order", 0)
     if not h or f0.ndim != 1:
         return jnp.zeros(sigma.shape, sigma.dtype)
     _, vinv = legendre_tables(n)
-    f0, f1, w = (jax.lax.stop_gradient(v) for v in (f0, f1, w))  # a diagnostic
+    f0, f1, w, size = (jax.lax.stop_gradient(v) for v in (f0, f1, w, size))  # a diagnostic
     vals = jnp.stack([f0 * f0, f1 * f1])[:, : 2 * h].reshape(2, -1, n)
     vals = jnp.where(jnp.isfinite(vals), vals, 0.0)
     coef = jnp.abs(dot(vals, jnp.asarray(vinv[[-5, -4, -2, -1]].T, w.dtype)))
-    scale = 1.0 + jnp.max(jnp.abs(vals), axis=-1)
-    last = jnp.maximum(coef[..., 2], coef[..., 3]) / scale
-    prev = jnp.maximum(coef[..., 0], coef[..., 1]) / scale
+    last = jnp.maximum(coef[..., 2], coef[..., 3])
+    prev = jnp.maximum(coef[..., 0], coef[..., 1])
     ratio = jnp.minimum(1.0, safe_div(last, prev))
-    tail = jnp.max(last * ratio ** ((n + 1) / 3), axis=0)  # (P,)
+    tail = jnp.sum(last * ratio ** ((n + 1) / 3), axis=0)  # (P,)
     mass = jnp.sum(w[..., : 2 * h].reshape(*w.shape[:-1], -1, n), axis=-1)
-    return dot(mass, tail)
+    return safe_div(dot(mass, tail), size)

@@ -492,8 +492,8 @@ def _gaussian_part(act, rule, sigma, mu, kinks, undeclared=False):
     x, w = gaussian.nodes(act, rule, sigma, mu, kinks)
     f0, f1 = derivatives(act, x, 1)
     mirrored = getattr(rule, "mirrored", 0) if x.ndim == 1 else 0
-    error = gaussian.resolution(rule, w, f0, f1, sigma)
     stats = statistics(x, w, f0, f1, sigma, mu, mirrored=mirrored)
+    error = gaussian.resolution(rule, w, f0, f1, sigma, stats.m2 + stats.g2 * stats.g2)
     out, status = _checked(stats, sing, sigma, mu, _unresolved(rule, sigma, mu, error) | undeclared)
     return out, status, error
 
