@@ -18,8 +18,12 @@ How the work is laid out:
   :func:`jax.shard_map`, so there is no communication and every row is
   computed by the same program as on one device.
 * **Memory.** Rows go through in chunks of ``chunk_size`` per device (default
-  at most 1024), so memory stays bounded however large ``B`` is. The batch is
-  padded with copies of its last row to a multiple of
+  at most 1024), so memory stays bounded however large ``B`` is. Within a
+  chunk, :func:`jax.lax.map` vmaps over steps of a few dozen rows
+  (:func:`step_rows`), so that XLA's temporaries stay small (about
+  :data:`STEP_BYTES`): a program that touches hundreds of MB of fresh pages
+  on every call spends more time in page faults than in arithmetic. The batch
+  is padded with copies of its last row to a multiple of
   ``devices * chunk_size``; the padding is computed and discarded.
 * **Progress.** Called eagerly (concrete inputs), chunks are dispatched from a
   Python loop, each result is copied to the host as it arrives, and
@@ -64,13 +68,39 @@ from jaxsig.core._numerics import is_concrete
 from jaxsig.core._validate import check_params, check_range, working_dtype
 from jaxsig.core.signature import Moments, moments, signature_with_aux
 
-__all__ = ["signature_batch", "moments_batch", "batch_mesh", "AXIS", "DEFAULT_CHUNK"]
+__all__ = ["signature_batch", "moments_batch", "batch_mesh", "step_rows", "AXIS", "DEFAULT_CHUNK", "STEP_BYTES"]
 
 AXIS = "batch"
 """Name of the mesh axis the parameter batch is sharded over."""
 
 DEFAULT_CHUNK = 1024
 """Largest number of rows a device computes at once when ``chunk_size=None``."""
+
+STEP_BYTES = 12 * 2**20
+"""About the temporary memory of one vmapped step of a chunk (:func:`step_rows`).
+
+Small enough that the allocator serves it from memory it already holds on every
+call. Measured on 2 CPU cores, 2,000 Swish-beta sets x 8 sigmas, float64: a
+``signature`` step of all 2,000 rows touches about 460 MB of fresh pages per
+call (117,000 page faults) and takes 382 ms, steps of 32 rows take 253 ms with
+none; ``moments`` 86 ms -> 36 ms."""
+
+
+def step_rows(kind: str, rule, n_sigma: int, itemsize: int) -> int:
+    """Rows per vmapped step: the largest power of two whose estimated
+    temporaries fit :data:`STEP_BYTES`.
+
+    Per row, ``itemsize * (n_gauss * (1 + n_sigma) + 8 * n_line)`` bytes: the
+    Gaussian nodes' values and one weighted row per ``sigma``, and (``kind ==
+    "signature"``) about eight arrays on the line of :meth:`Composite.line`. With
+    the default rule and 8 sigmas in float64: 32 rows for ``signature``, 128 for
+    ``moments``.
+    """
+    base = rule if isinstance(rule, quadrature.Composite) else quadrature.Composite()
+    n_gauss = 2 * base.mirrored
+    n_line = base.line(np.float64).x.size if kind == "signature" else 0
+    per_row = itemsize * (n_gauss * (1 + n_sigma) + 8 * n_line)
+    return 1 << max(0, (STEP_BYTES // per_row).bit_length() - 1)
 
 
 def batch_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
@@ -119,8 +149,9 @@ def signature_batch(
       mu: input mean(s), shared by every row.
       rule: quadrature rule, as in :func:`jaxsig.signature`.
       with_aux: also return the :class:`~jaxsig.Auxiliary` quantities.
-      chunk_size: rows each device computes at once (memory is proportional to
-        it). Default: ``min(rows per device, 1024)``, balanced over chunks.
+      chunk_size: rows each device computes per call (its inputs and outputs;
+        within it rows go in vmapped steps of :func:`step_rows`, the last one
+        padded). Default: ``min(rows per device, 1024)``, balanced over chunks.
       mesh: a :class:`jax.sharding.Mesh` (the batch is split over all its axes)
         or a sequence of devices; default :func:`batch_mesh` over all devices.
       progress: show a progress bar over chunks (eager calls only).
@@ -247,16 +278,22 @@ def _one(kind, act, rule, sigma, mu, p):
     return moments(act, sigma, mu=mu, rule=rule)
 
 
-@stage(static_argnames=("kind", "act", "rule", "mesh", "chunk"))
-def _sharded(params, sigma, mu, *, kind, act, rule, mesh, chunk):
-    """Rows of ``params`` split over ``mesh``; each device maps over its rows in chunks.
+@stage(static_argnames=("kind", "act", "rule", "mesh", "step"))
+def _sharded(params, sigma, mu, *, kind, act, rule, mesh, step):
+    """Rows of ``params`` split over ``mesh``; each device maps over its rows in
+    vmapped steps of ``step`` rows.
 
     ``act`` is static here only through its function, name and kinks: its own
     parameters are replaced by each row's."""
     spec = P(mesh.axis_names)
 
     def local(p, s, m):
-        return jax.lax.map(functools.partial(_one, kind, act.value, rule, s, m), p, batch_size=chunk)
+        # Padded to whole steps (copies of the last row): lax.map then compiles
+        # no separate remainder.
+        rows = jax.tree_util.tree_leaves(p)[0].shape[0]
+        p = _pad(p, step * math.ceil(rows / step), jnp)
+        out = jax.lax.map(functools.partial(_one, kind, act.value, rule, s, m), p, batch_size=step)
+        return jax.tree_util.tree_map(lambda a: a[:rows], out)
 
     return jax.shard_map(local, mesh=mesh, in_specs=(spec, P(), P()), out_specs=spec)(params, sigma, mu)
 
@@ -292,13 +329,15 @@ def _batch(kind, phi, params, sigma, mu, rule, chunk_size, mesh, progress, check
     check_params(act.name, params, act.params, batched=True)
     mesh = _resolve_mesh(mesh)
     n_dev = mesh.size
+    dtype = working_dtype({"sigma": sigma, "mu": mu}, params)
+    n_sigma = math.prod(np.broadcast_shapes(np.shape(sigma), np.shape(mu)))
     chunk = _chunk_rows(math.ceil(size / n_dev), chunk_size)
+    rows = min(chunk, step_rows(kind, rule, n_sigma, np.dtype(dtype).itemsize))
     step = n_dev * chunk
     n_steps = math.ceil(size / step)
     # The static key: the activation without its default parameters (the rows
     # replace them), so that jit hashes only the function, name and kinks.
-    static = dict(kind=kind, act=_Static(act.replace(params=None)), rule=rule, mesh=mesh, chunk=chunk)
-    dtype = working_dtype({"sigma": sigma, "mu": mu}, params)
+    static = dict(kind=kind, act=_Static(act.replace(params=None)), rule=rule, mesh=mesh, step=rows)
 
     if not is_concrete(params, sigma, mu):
         # Inside jit/grad/vmap: one traced program; lax.map bounds the memory.

@@ -94,11 +94,11 @@ def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
     s, m = sigma[..., None], mu[..., None]
     z2m1 = ((x - m) / s) ** 2 - 1.0
     if f0.ndim == 1:
-        # The weights are >= 0: their sum over the bad nodes is 0 exactly when all are.
-        finite = dot(w, bad) == 0
         m1, g1 = _mirrored_dot(jnp.stack([f0, f1]), w, mirrored)
-        sq = _mirrored_dot(jnp.stack([f0 * f0, f1 * f1, (f1 * f1) ** 2]), jnp.stack([w, w * z2m1]), 0)
-        (m2, d2, d4), dm2 = sq[:, 0], sq[0, 1] / sigma
+        sq = _mirrored_dot(jnp.stack([f0 * f0, f1 * f1, (f1 * f1) ** 2, bad]), jnp.stack([w, w * z2m1]), 0)
+        (m2, d2, d4), dm2 = sq[:3, 0], sq[0, 1] / sigma
+        # The weights are >= 0: their sum over the bad nodes is 0 exactly when all are.
+        finite = sq[3, 0] == 0
     else:
         finite = jnp.sum(w * bad, axis=-1) == 0
         m1, g1, m2, d2, d4 = (jnp.sum(w * v, axis=-1) for v in (f0, f1, f0 * f0, f1 * f1, (f1 * f1) ** 2))
