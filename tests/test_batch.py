@@ -65,6 +65,29 @@ def test_chunk_size_does_not_change_results(chunk_size):
         assert _max_rel(getattr(other, name), getattr(base, name)) <= ULPS, name
 
 
+def test_steps_within_a_chunk():
+    # Within a chunk, rows go in vmapped steps of step_rows (temporaries ~12 MB),
+    # the last step padded: 37 rows in chunks of 20 with steps of 8 (a step that
+    # divides neither) equal the rows of one plain vmap to a few ulps.
+    from jaxsig.core import batch
+
+    rule = jaxsig.quadrature.Composite()
+    assert batch.step_rows("signature", rule, 8, 8) == 32 and batch.step_rows("moments", rule, 8, 8) == 128
+    assert batch.step_rows("signature", rule, 8, 4) == 64 and batch.step_rows("moments", rule, 256, 8) == 4
+    betas = np.linspace(0.5, 5.0, 37)
+    plain = jax.jit(jax.vmap(lambda b: jaxsig.signature("swish_beta", SIGMAS, params={"beta": b}, mu=MU)))(betas)
+    original = batch.STEP_BYTES
+    try:
+        per_row = 8 * (2 * rule.mirrored * (1 + SIGMAS.size) + 8 * rule.line(np.float64).x.size)
+        batch.STEP_BYTES = 9 * per_row - 1  # 8 rows of a signature with 3 sigmas
+        assert batch.step_rows("signature", rule, 3, 8) == 8
+        stepped = jaxsig.signature_batch("swish_beta", {"beta": betas}, SIGMAS, mu=MU, chunk_size=20)
+    finally:
+        batch.STEP_BYTES = original
+    for name in jaxsig.Signature._fields:
+        assert _max_rel(getattr(stepped, name), getattr(plain, name)) <= ULPS, name
+
+
 def test_under_jit_and_grad_matches_vmap():
     def loss_batch(b):
         m = moments_batch("swish_beta", {"beta": b}, SIGMAS, mu=MU, chunk_size=2)
