@@ -75,16 +75,15 @@ def test_steps_within_a_chunk():
     assert batch.step_rows("signature", rule, 8, 8) == 32 and batch.step_rows("moments", rule, 8, 8) == 128
     assert batch.step_rows("signature", rule, 8, 4) == 64 and batch.step_rows("moments", rule, 256, 8) == 4
     betas = np.linspace(0.5, 5.0, 37)
-    plain = jax.jit(jax.vmap(lambda b: jaxsig.signature("swish_beta", SIGMAS, params={"beta": b}, mu=MU)))(betas)
+    plain = jax.jit(jax.vmap(lambda b: jaxsig.moments("swish_beta", SIGMAS, params={"beta": b}, mu=MU)))(betas)
     original = batch.STEP_BYTES
     try:
-        per_row = 8 * (2 * rule.mirrored * (1 + SIGMAS.size) + 8 * rule.line(np.float64).x.size)
-        batch.STEP_BYTES = 9 * per_row - 1  # 8 rows of a signature with 3 sigmas
-        assert batch.step_rows("signature", rule, 3, 8) == 8
-        stepped = jaxsig.signature_batch("swish_beta", {"beta": betas}, SIGMAS, mu=MU, chunk_size=20)
+        batch.STEP_BYTES = 9 * 8 * 2 * rule.mirrored * (1 + SIGMAS.size) - 1  # 8 rows of moments with 3 sigmas
+        assert batch.step_rows("moments", rule, SIGMAS.size, 8) == 8
+        stepped = moments_batch("swish_beta", {"beta": betas}, SIGMAS, mu=MU, chunk_size=20)
     finally:
         batch.STEP_BYTES = original
-    for name in jaxsig.Signature._fields:
+    for name in jaxsig.Moments._fields:
         assert _max_rel(getattr(stepped, name), getattr(plain, name)) <= ULPS, name
 
 
