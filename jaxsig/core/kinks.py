@@ -117,7 +117,7 @@ def undeclared_kinks(line, x, f1, f2, sigma, mu):
       and the midpoint of the first flagged interval within reach of any
       ``(sigma, mu)`` (``NaN`` if none).
     """
-    flagged = jump_intervals(line, x, f1, f2, x.dtype)
+    flagged = jump_intervals(x, f1, f2, line.split, line.x_max, x.dtype)
     mid = 0.5 * (x[1:] + x[:-1])  # sorted, as x is
     lo, hi = mu - REACH * sigma, mu + REACH * sigma
     # The flagged midpoints in [lo, hi], from the running count of flagged intervals.
@@ -128,17 +128,18 @@ def undeclared_kinks(line, x, f1, f2, sigma, mu):
     return found, where
 
 
-def jump_intervals(line, x, f1, f2, dtype):
-    """The mask of intervals ``[x_i, x_{i+1}]`` of the line where ``phi'`` jumps at
-    no declared kink (the test of :func:`undeclared_kinks`)."""
+def jump_intervals(x, f1, f2, split, x_max, dtype):
+    """The mask of intervals ``[x_i, x_{i+1}]`` of a line where ``phi'`` jumps at
+    no declared kink (the test of :func:`undeclared_kinks`): ``split`` marks the
+    intervals that hold a declared kink (``Line.split``), ``x_max`` bounds the grid
+    (static, as ``dtype``)."""
     eps = _eps(dtype)
     h = x[1:] - x[:-1]
     fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
     ok = jnp.isfinite(fa) & jnp.isfinite(fb) & jnp.isfinite(da) & jnp.isfinite(db)
     step = jnp.abs(fb - fa)
     smooth_bound = 8.0 * h * jnp.maximum(jnp.abs(da), jnp.abs(db)) + 64 * eps * (jnp.abs(fa) + jnp.abs(fb))
-    # (From x: the static Composite.line() that classify uses keeps body as a slice.)
-    body = jnp.abs(x) <= line.x_max
+    body = jnp.abs(x) <= x_max
     inside = body[:-1] & body[1:]
-    flagged = ok & inside & ~jnp.asarray(line.split) & (step > smooth_bound)
+    flagged = ok & inside & ~jnp.asarray(split) & (step > smooth_bound)
     return flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))
