@@ -18,11 +18,13 @@ How the work is laid out:
   :func:`jax.shard_map`, so there is no communication and every row is
   computed by the same program as on one device.
 * **Memory.** Rows go through in chunks of ``chunk_size`` per device (default
-  at most 1024), so memory stays bounded however large ``B`` is. Within a
-  chunk, :func:`jax.lax.map` vmaps over steps of a few dozen rows
+  at most 1024), so memory stays bounded however large ``B`` is. On CPU, within
+  a chunk, :func:`jax.lax.map` vmaps over steps of a few dozen rows
   (:func:`step_rows`), so that XLA's temporaries stay small (about
   :data:`STEP_BYTES`): a program that touches hundreds of MB of fresh pages
-  on every call spends more time in page faults than in arithmetic. The batch
+  on every call spends more time in page faults than in arithmetic.
+  Accelerators, whose allocators keep their memory pooled, take a chunk's rows
+  in one vmapped step. The batch
   is padded with copies of its last row to a multiple of
   ``devices * chunk_size``; the padding is computed and discarded.
 * **Progress.** Called eagerly (concrete inputs), chunks are dispatched from a
@@ -150,8 +152,8 @@ def signature_batch(
       rule: quadrature rule, as in :func:`jaxsig.signature`.
       with_aux: also return the :class:`~jaxsig.Auxiliary` quantities.
       chunk_size: rows each device computes per call (its inputs and outputs;
-        within it rows go in vmapped steps of :func:`step_rows`, the last one
-        padded). Default: ``min(rows per device, 1024)``, balanced over chunks.
+        on CPU, within it rows go in vmapped steps of :func:`step_rows`, the last
+        one padded). Default: ``min(rows per device, 1024)``, balanced over chunks.
       mesh: a :class:`jax.sharding.Mesh` (the batch is split over all its axes)
         or a sequence of devices; default :func:`batch_mesh` over all devices.
       progress: show a progress bar over chunks (eager calls only).
@@ -332,7 +334,10 @@ def _batch(kind, phi, params, sigma, mu, rule, chunk_size, mesh, progress, check
     dtype = working_dtype({"sigma": sigma, "mu": mu}, params)
     n_sigma = math.prod(np.broadcast_shapes(np.shape(sigma), np.shape(mu)))
     chunk = _chunk_rows(math.ceil(size / n_dev), chunk_size)
-    rows = min(chunk, step_rows(kind, rule, n_sigma, np.dtype(dtype).itemsize))
+    # Small steps are for the host's allocator: accelerators keep their memory
+    # pooled, and want every row of a chunk at once.
+    on_cpu = all(d.platform == "cpu" for d in mesh.devices.flat)
+    rows = min(chunk, step_rows(kind, rule, n_sigma, np.dtype(dtype).itemsize)) if on_cpu else chunk
     step = n_dev * chunk
     n_steps = math.ceil(size / step)
     # The static key: the activation without its default parameters (the rows
