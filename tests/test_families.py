@@ -6,6 +6,7 @@ activations, NumPy/SciPy formulas written out from the docstrings, closed forms
 """
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -332,3 +333,29 @@ def test_rational_c_is_finite_and_matches_scipy():
     # dyadic shells; for an x^-2 remainder with a large x^-4 correction (here the
     # ratio is still 0.5009, not 0.5) that costs ~3e-5 relative.
     np.testing.assert_allclose(float(sig.c), c, rtol=5e-5)
+
+
+def test_kinks_beside_rounded_panel_edges():
+    # -2.25, -0.75, 0.75, 1.5, 2.25 are multiples of the grid's panel width 0.15,
+    # and the computed edges round one ulp beside some of them (-15 * 0.15 =
+    # -2.2500000000000004): the sliver between kink and edge carried Gauss-Legendre
+    # nodes on the kink itself, where phi' jumped across an interval of one ulp,
+    # and every pwl activation was reported APPROXIMATE with a kink "not declared".
+    knots = (-2.25, -0.75, 0.75, 1.5, 2.25)
+    slopes = (0.1, -0.3, 0.5, 1.2, 0.4, 0.9)
+
+    def phi(x):
+        return slopes[0] * x + sum((s1 - s0) * jnp.maximum(x - k, 0.0) for k, s0, s1 in zip(knots, slopes, slopes[1:]))
+
+    act = jaxsig.Activation("pwl_on_edges", phi, None, knots)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s, aux = jaxsig.signature_with_aux(act, jnp.asarray([0.5, 1.0, 3.0]), mu=0.3)
+    for field in ("m1", "g1", "g2", "m2", "eta"):
+        np.testing.assert_array_equal(getattr(aux.status, field), 0, err_msg=field)
+    # E[phi'(X)] = sum of slopes times P(X in piece); TV(phi') = sum |slope steps|.
+    sig = np.array([0.5, 1.0, 3.0])
+    cdf = [0.0] + [0.5 * np.array([math.erfc(-(k - 0.3) / (sd * math.sqrt(2))) for sd in sig]) for k in knots] + [1.0]
+    g1 = sum(sl * (hi - lo) for sl, lo, hi in zip(slopes, cdf[:-1], cdf[1:]))
+    np.testing.assert_allclose(s.g1, g1, rtol=1e-14, atol=1e-15)
+    assert float(s.tv[0]) == pytest.approx(sum(abs(b - a) for a, b in zip(slopes, slopes[1:])), rel=1e-14)

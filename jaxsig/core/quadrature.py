@@ -300,8 +300,11 @@ def _kink_pieces(edges, kinks, t, wl):
     For each kink ``k`` (sorted) in panel ``[e_p, e_{p+1}]``: the piece from ``k`` to
     the next kink or ``e_{p+1}``, and, for the first kink of its panel, the piece
     from ``e_p`` to ``k``. Empty slots (``NaN``) and kinks outside the grid give
-    pieces of weight 0 and width 0. Returns nodes and weights ``(2K, order)``, the
-    pieces' ends ``(2K, 2)`` and which panels were cut ``(P,)``.
+    pieces of weight 0 and width 0, and so does a sliver of a few ulps between a
+    kink and a panel edge that rounding put beside it (``-2.25`` and the edge
+    ``-15 * 0.15 = -2.2500000000000004``), whose nodes would sit on the kink.
+    Returns nodes and weights ``(2K, order)``, the pieces' ends ``(2K, 2)`` and
+    which panels were cut ``(P,)``.
     """
     n_panels = edges.size - 1
     k = jnp.sort(kinks)  # NaN last
@@ -313,7 +316,8 @@ def _kink_pieces(edges, kinks, t, wl):
     nxt = jnp.concatenate([kc[1:], kc[-1:]])
     a = jnp.stack([edges[p], kc]).reshape(-1)
     b = jnp.stack([kc, jnp.where(same_next, nxt, edges[p + 1])]).reshape(-1)
-    width = jnp.where(jnp.stack([valid & ~same_prev, valid]).reshape(-1), b - a, 0.0)
+    sliver = b - a <= 64 * jnp.finfo(edges.dtype).eps * jnp.maximum(1.0, jnp.abs(b))
+    width = jnp.where(jnp.stack([valid & ~same_prev, valid]).reshape(-1) & ~sliver, b - a, 0.0)
     x = a[:, None] + (b - a)[:, None] * t
     w = width[:, None] * wl
     cut = jnp.any((jnp.arange(n_panels)[:, None] == p[None, :]) & valid[None, :], axis=1)
