@@ -6,6 +6,7 @@ warning) where the rule can only approximate it, with the measured error.
 """
 
 import math
+import re
 import warnings
 
 import hard_problems as H
@@ -353,3 +354,47 @@ def test_the_resolution_bound_is_relative():
     with mp.workdps(25):
         m2 = mp.quad(lambda t: (mp.sin(mp.pi * t) / (mp.pi * t)) ** 2 * mp.npdf(t, 0, 3), mp.linspace(-42, 42, 169))
     assert float(m.m2[0]) == pytest.approx(float(m2), rel=1e-13)
+
+
+@pytest.mark.parametrize(
+    "fn,kinks,at",
+    [
+        (jnp.sign, (0.0,), 0.0),
+        (lambda x: jnp.where(x > 0.5, 1.0, 0.0), (0.5,), 0.5),
+        (lambda x: jnp.where(x > 0.5, 1.0, 0.0), (), 0.5),
+    ],
+)
+def test_a_discontinuous_phi_is_refused(fn, kinks, at):
+    # phi must be continuous (docs/spec.md): at a jump, jax.grad's phi' misses the
+    # Dirac delta, and g1, g2, eta, tv came out silently wrong (sign: g1 = 0 for
+    # 2 pdf(0) = 0.798). The line flags where phi steps by more than phi' allows;
+    # bisection tells a jump from a steep transition.
+    act = jaxsig.Activation("discontinuous", fn, None, kinks)
+    with pytest.raises(ValueError, match=r"is discontinuous: it jumps by .* at x = ") as e:
+        jaxsig.signature(act, 1.0)
+    where = float(re.search(r"at x = (\S+)\. ", str(e.value)).group(1))
+    assert where == pytest.approx(at, abs=1e-9)
+
+
+def test_a_transition_narrower_than_the_nodes_breaks_stein_and_is_flagged():
+    # tanh(k (x - 0.3)): E[phi'(X)] -> 2 pdf(0.3) as k grows. At k = 100 and 1000 the
+    # Gaussian nodes miss most of the spike of phi' (g1 6% and 100% low), while
+    # E[(X - mu) phi(X)] / sigma^2 from the same nodes sees the step of phi: Stein's
+    # identity fails between the two sums, and the statistics are APPROXIMATE with
+    # a warning. At k = 10 the grid resolves it: CONVERGED, and g1 matches mpmath.
+    for k in (100.0, 1000.0):
+        act = jaxsig.Activation(f"steep_{k:g}", lambda x, k=k: jnp.tanh(k * (x - 0.3)), None)
+        with pytest.warns(UserWarning, match="Stein's identity"):
+            m = jaxsig.moments(act, 1.0)
+        with pytest.warns(UserWarning):
+            _, aux = jaxsig.signature_with_aux(act, 1.0)
+        assert int(aux.status.g1) == limits.APPROXIMATE
+        assert float(m.g1) < 0.75
+    act = jaxsig.Activation("steep_10", lambda x: jnp.tanh(10.0 * (x - 0.3)), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s, aux = jaxsig.signature_with_aux(act, 1.0)
+    assert int(aux.status.g1) == limits.CONVERGED
+    with mp.workdps(30):
+        g1 = mp.quad(lambda t: 10 / mp.cosh(10 * (t - 0.3)) ** 2 * mp.npdf(t), [-mp.inf, 0.3, mp.inf])
+    assert float(s.g1) == pytest.approx(float(g1), rel=1e-13)

@@ -20,6 +20,7 @@ __all__ = [
     "VALIDATED_SIGMA",
     "VALIDATED_MU",
     "check_elementwise",
+    "check_continuous",
     "check_domain",
     "check_finite",
     "warn_undeclared_kinks",
@@ -166,6 +167,55 @@ _APPROXIMATE_REASONS = {
 }
 
 
+def check_continuous(act, a, b) -> bool:
+    """Eager calls: where :func:`jaxsig.core.kinks.steps` flagged ``[a, b]``, tell a
+    jump of ``phi`` from a transition narrower than the line by bisection.
+
+    The half that holds the larger change of ``phi`` is kept, 60 times: a jump
+    keeps its size, a continuous ``phi`` changes by ``|phi'|`` times the width,
+    which has shrunk by ``2**-60``. A jump raises (the signature is defined for
+    continuous ``phi``: ``g1``, ``g2``, ``eta`` and ``tv`` would miss the Dirac
+    delta in ``phi'``); a steep transition warns (the Gaussian statistics that
+    reach it are ``APPROXIMATE``) and returns ``True``.
+    """
+    if not is_concrete(a) or not np.isfinite(float(a)):
+        return False
+    dtype = jnp.asarray(a).dtype
+    a, b = float(a), float(b)
+
+    def at(u):
+        f, df = derivatives(act, jnp.asarray(u, dtype), 1)
+        return float(f), float(df)
+
+    (fa, da), (fb, db) = at(a), at(b)
+    for _ in range(60):
+        m = 0.5 * (a + b)
+        if not a < m < b:
+            break
+        fm, dm = at(m)
+        if abs(fm - fa) >= abs(fb - fm):
+            b, fb, db = m, fm, dm
+        else:
+            a, fa, da = m, fm, dm
+    step, size = abs(fb - fa), abs(fa) + abs(fb)
+    eps = float(jnp.finfo(dtype).eps)
+    if step > 8 * (b - a) * max(abs(da), abs(db)) + 64 * eps * size and step > 1e-6 * (1.0 + size):
+        raise ValueError(
+            f"phi {act.name!r} is discontinuous: it jumps by {fb - fa:.6g} at x = {0.5 * (a + b):.6g}. The "
+            "integral signature is defined for continuous activations (docs/spec.md): g1, g2, eta and tv would "
+            "miss the Dirac delta in phi'. Use a continuous activation (a steep transition such as "
+            "jax.nn.sigmoid(k * (x - b)) is continuous, and its statistics converge as k grows)."
+        )
+    warnings.warn(
+        f"{act.name!r}: phi changes faster near x = {0.5 * (a + b):.6g} than the line's nodes resolve (a "
+        "transition narrower than their spacing); the Gaussian statistics whose density reaches it are "
+        "APPROXIMATE. Narrower panels resolve it: rule=jaxsig.quadrature.Composite(sigma_min=...) sets their "
+        "width near 0 to 3 sigma_min (default 0.05).",
+        stacklevel=3,
+    )
+    return True
+
+
 def warn_undeclared_kinks(act, found, where) -> bool:
     if not is_concrete(found) or not np.any(np.asarray(found)):
         return False
@@ -184,7 +234,8 @@ def warn_unresolved(act, error):
         return False
     warnings.warn(
         f"{act.name!r}: phi varies faster than the Gaussian grid's panels resolve where the density has mass (fast "
-        "oscillation, or a kink that is not declared) "
+        "oscillation, a kink that is not declared, or a transition narrower than the nodes' spacing, which breaks "
+        "Stein's identity E[phi'(X)] = E[(X - mu) phi(X)] / sigma^2 between the sums) "
         f"(error bound {float(np.max(np.asarray(error))):.1g}; status APPROXIMATE). Use narrower panels: "
         "rule=jaxsig.quadrature.Composite(gaussian_panel_sigmas=2) (or 1 for faster oscillation).",
         stacklevel=3,

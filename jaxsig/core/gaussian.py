@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jaxsig.core._numerics import derivatives, dot, safe_div, safe_root
 from jaxsig.core.quadrature import legendre_tables
 
-__all__ = ["Moments", "Sums", "expectations", "nodes", "resolution", "statistics", "sums"]
+__all__ = ["Moments", "Sums", "expectations", "moments_of", "nodes", "resolution", "statistics", "stein_gap", "sums"]
 
 
 class Moments(NamedTuple):
@@ -52,8 +52,10 @@ class Moments(NamedTuple):
 class Sums(NamedTuple):
     """The raw Gaussian sums behind :class:`Moments` (before roots and NaN masking):
     ``E[phi]``, ``E[phi']``, ``E[phi^2]``, ``E[phi'^2]``, ``E[phi'^4]``,
-    ``E[phi^2 (Z^2 - 1)] / sigma``, ``E[(phi - m1 - g1 (X - mu))^2]``, and whether
-    ``phi`` and ``phi'`` were finite at every node."""
+    ``E[phi^2 (Z^2 - 1)] / sigma``, ``E[(phi - m1 - g1 (X - mu))^2]``, whether
+    ``phi`` and ``phi'`` were finite at every node, and ``E[(X - mu) phi] / sigma^2``,
+    which equals ``E[phi']`` by Stein's identity for continuous ``phi`` (the two sums
+    disagree where the nodes miss a feature of ``phi'``: :func:`stein_gap`)."""
 
     m1: jax.Array
     g1: jax.Array
@@ -63,6 +65,7 @@ class Sums(NamedTuple):
     dm2_dsigma: jax.Array
     eta: jax.Array
     finite: jax.Array
+    stein: jax.Array
 
 
 def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
@@ -94,7 +97,7 @@ def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
     s, m = sigma[..., None], mu[..., None]
     z2m1 = ((x - m) / s) ** 2 - 1.0
     if f0.ndim == 1:
-        m1, g1 = _mirrored_dot(jnp.stack([f0, f1]), w, mirrored)
+        (m1, stein), (g1, _) = _mirrored_dot(jnp.stack([f0, f1]), jnp.stack([w, w * (x - m) / (s * s)]), mirrored)
         sq = _mirrored_dot(jnp.stack([f0 * f0, f1 * f1, (f1 * f1) ** 2, bad]), jnp.stack([w, w * z2m1]), 0)
         (m2, d2, d4), dm2 = sq[:3, 0], sq[0, 1] / sigma
         # The weights are >= 0: their sum over the bad nodes is 0 exactly when all are.
@@ -103,9 +106,10 @@ def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
         finite = jnp.sum(w * bad, axis=-1) == 0
         m1, g1, m2, d2, d4 = (jnp.sum(w * v, axis=-1) for v in (f0, f1, f0 * f0, f1 * f1, (f1 * f1) ** 2))
         dm2 = jnp.sum(w * z2m1 * f0 * f0, axis=-1) / sigma
+        stein = jnp.sum(w * (x - m) * f0, axis=-1) / (sigma * sigma)
     resid = f0 - m1[..., None] - g1[..., None] * (x - m)
     eta = jnp.sum(w * resid * resid, axis=-1)
-    return Sums(m1, g1, m2, d2, d4, dm2, eta, finite)
+    return Sums(m1, g1, m2, d2, d4, dm2, eta, finite, stein)
 
 
 def _mirrored_dot(v, w, h):
@@ -124,9 +128,14 @@ def _mirrored_dot(v, w, h):
 
 def statistics(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Moments:
     """:class:`Moments` from values ``f0 = phi``, ``f1 = phi'`` at nodes ``x``
-    (:func:`sums`, with ``g2 = sqrt(E[phi'^2])``, ``g4 = E[phi'^4]^(1/4)``, and
-    every statistic ``NaN`` where ``phi`` or ``phi'`` was not finite)."""
-    r = sums(x, w, f0, f1, sigma, mu, mirrored=mirrored)
+    (:func:`sums`, then :func:`moments_of`)."""
+    return moments_of(sums(x, w, f0, f1, sigma, mu, mirrored=mirrored))
+
+
+def moments_of(r: Sums) -> Moments:
+    """:class:`Moments` from :class:`Sums`: ``g2 = sqrt(E[phi'^2])``,
+    ``g4 = E[phi'^4]^(1/4)``, every statistic ``NaN`` where ``phi`` or ``phi'`` was
+    not finite."""
     out = Moments(r.m1, r.g1, safe_root(r.d2, 2), r.m2, r.eta, safe_root(r.d4, 4), r.dm2_dsigma, r.finite)
     nan = jnp.asarray(jnp.nan, r.m1.dtype)
     return out._replace(**{k: jnp.where(r.finite, v, nan) for k, v in out._asdict().items() if k != "finite"})
@@ -193,3 +202,22 @@ def resolution(rule, w, f0, f1, sigma, size):
     tail = jnp.sum(last * ratio ** ((n + 1) / 3), axis=0)  # (P,)
     mass = jnp.sum(w[..., : 2 * h].reshape(*w.shape[:-1], -1, n), axis=-1)
     return safe_div(dot(mass, tail), size)
+
+
+def stein_gap(r: Sums, sigma):
+    """How far the Gaussian sums are from Stein's identity ``E[phi'(X)] =
+    E[(X - mu) phi(X)] / sigma^2``, relative to its rounding: ``0`` on resolved
+    activations, ``> 1`` where the nodes miss a feature of ``phi'``.
+
+    The identity holds for every continuous ``phi``; the two sums are computed from
+    different samples (``phi'`` and ``phi``), and a transition narrower than the
+    nodes' spacing (``tanh(1000 (x - 0.3))``: ``E[phi']`` from the nodes is 5e-6,
+    ``E[(X - mu) phi] / sigma^2`` is 0.76) shows up in one and not the other. The
+    gap ``|E[phi'] - E[(X - mu) phi] / sigma^2|`` is divided by
+    ``1e3 eps (sqrt(E[phi^2]) / sigma + sqrt(E[phi'^2]))``, a bound of the sums'
+    rounding (the second sum cancels down from ``|phi| / sigma``).
+    """
+    eps = jnp.finfo(r.g1.dtype).eps
+    noise = 1e3 * eps * (safe_root(r.m2, 2) / sigma + safe_root(r.d2, 2))
+    gap = jax.lax.stop_gradient(jnp.abs(r.g1 - r.stein))
+    return jnp.where(r.finite, safe_div(gap, jax.lax.stop_gradient(noise)), 0.0)

@@ -1,14 +1,16 @@
-"""What ``phi`` does at its kinks: power singularities, and jumps of ``phi'`` where
-no kink is declared.
+"""What ``phi`` does at its kinks: power singularities, jumps of ``phi'`` where no
+kink is declared, and jumps of ``phi`` itself.
 
-Both read ``phi`` and ``phi'`` on the line (:class:`~jaxsig.core.quadrature.Line`):
+All read ``phi`` and ``phi'`` on the line (:class:`~jaxsig.core.quadrature.Line`):
 
 * :func:`singularities` measures ``|phi(x)| ~ |x - b|^-p`` on the ladders
   ``b +- 2**-k`` toward each kink ``b``, which decides which Gaussian moments
   diverge (``E[|phi|^q]`` does exactly when ``q p >= 1``);
 * :func:`undeclared_kinks` finds intervals where ``phi'`` steps by more than
   ``phi''`` allows, a kink the activation did not declare (the Gaussian sums then
-  converge at second order only, for the densities that reach it).
+  converge at second order only, for the densities that reach it);
+* :func:`steps` finds where ``phi`` itself steps by more than ``phi'`` allows: a
+  discontinuity, which the signature does not admit.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jax.numpy as jnp
 
 from jaxsig.core._numerics import eps as _eps
 
-__all__ = ["REACH", "Singularities", "singularities", "undeclared_kinks", "jump_intervals"]
+__all__ = ["REACH", "Singularities", "singularities", "undeclared_kinks", "steps", "jump_intervals"]
 
 
 class Singularities(NamedTuple):
@@ -104,12 +106,13 @@ def undeclared_kinks(line, x, f1, f2, sigma, mu):
     ``|int phi''| <= h max |phi''|``; a jump does not shrink with ``h``. An
     interval inside the grid (``|x| <= x_max``) is flagged when
     ``|phi'(b) - phi'(a)| > 8 h max(|phi''(a)|, |phi''(b)|) + 64 eps (|phi'(a)| + |phi'(b)|)``
-    and ``|phi'(b) - phi'(a)| > 1e-6 (1 + |phi'(a)| + |phi'(b)|)`` (a visible jump).
-    Declared kinks (and 0) are excluded. A feature narrower than the node spacing
-    with a large ``phi'''`` can be flagged too, and so can oscillation that the
-    line's graded tail panels do not resolve (``sin(x) / (1 + x^2)`` near
-    ``x = -165``): a flagged interval counts only for the densities that reach
-    it, those with its midpoint ``m`` in ``|m - mu| <= REACH sigma``.
+    and ``|phi'(b) - phi'(a)| > 1e-6 (1 + |phi'(a)| + |phi'(b)|)`` (a visible jump;
+    :func:`jump_intervals`). Declared kinks (and 0) are excluded. A feature
+    narrower than the node spacing with a large ``phi'''`` can be flagged too, and
+    so can oscillation that the line's graded tail panels do not resolve
+    (``sin(x) / (1 + x^2)`` near ``x = -165``): a flagged interval counts only for
+    the densities that reach it, those with its midpoint ``m`` in
+    ``|m - mu| <= REACH sigma``.
 
     Returns:
       ``(found, where)``: per ``(sigma, mu)``, whether a flagged interval lies
@@ -118,24 +121,54 @@ def undeclared_kinks(line, x, f1, f2, sigma, mu):
       ``(sigma, mu)`` (``NaN`` if none).
     """
     flagged = jump_intervals(x, f1, f2, line.split, line.x_max, x.dtype)
+    found, first = _within_reach(flagged, x, sigma, mu)
+    return found, jnp.where(first >= 0, 0.5 * (x[first] + x[first + 1]), jnp.nan)
+
+
+def steps(line, x, f0, f1, sigma, mu):
+    """Where ``phi`` itself jumps: the test of :func:`undeclared_kinks` one
+    derivative lower (``|phi(b) - phi(a)| > 8 h max(|phi'(a)|, |phi'(b)|) + ...``),
+    at declared kinks too, for ``phi`` must be continuous everywhere.
+
+    A transition narrower than the line's spacing (``tanh(1000 (x - 0.3))``) is
+    flagged as well; :func:`jaxsig.core._checks.check_continuous` tells the two
+    apart by bisection in eager calls.
+
+    Returns:
+      ``(found, a, b)``: per ``(sigma, mu)``, whether a flagged interval lies
+      within its reach, and the ends of the first flagged interval on the line
+      (``NaN`` if none).
+    """
+    flagged = jump_intervals(x, f0, f1, False, line.x_max, x.dtype)
+    found, _ = _within_reach(flagged, x, sigma, mu)
+    first, any_step = jnp.argmax(flagged), jnp.any(flagged)
+    return found, jnp.where(any_step, x[first], jnp.nan), jnp.where(any_step, x[first + 1], jnp.nan)
+
+
+def _within_reach(flagged, x, sigma, mu):
+    """Per ``(sigma, mu)``, whether a flagged interval of ``x`` has its midpoint
+    within ``REACH sigma`` of ``mu``, and the index of the first interval within
+    reach of any of them (``-1`` if none)."""
     mid = 0.5 * (x[1:] + x[:-1])  # sorted, as x is
     lo, hi = mu - REACH * sigma, mu + REACH * sigma
     # The flagged midpoints in [lo, hi], from the running count of flagged intervals.
     count = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(flagged, dtype=jnp.int32)])
     found = count[jnp.searchsorted(mid, hi, side="right")] > count[jnp.searchsorted(mid, lo, side="left")]
     reached = flagged & jnp.any((mid >= lo.reshape(-1, 1)) & (mid <= hi.reshape(-1, 1)), axis=0)
-    where = jnp.where(jnp.any(reached), mid[jnp.argmax(reached)], jnp.nan)
-    return found, where
+    return found, jnp.where(jnp.any(reached), jnp.argmax(reached), -1)
 
 
-def jump_intervals(x, f1, f2, split, x_max, dtype):
-    """The mask of intervals ``[x_i, x_{i+1}]`` of a line where ``phi'`` jumps at
-    no declared kink (the test of :func:`undeclared_kinks`): ``split`` marks the
-    intervals that hold a declared kink (``Line.split``), ``x_max`` bounds the grid
-    (static, as ``dtype``)."""
+def jump_intervals(x, f, df, split, x_max, dtype):
+    """The mask of intervals ``[x_i, x_{i+1}]`` of a line where ``f`` steps by more
+    than its derivative ``df`` allows: ``|f(b) - f(a)| > 8 h max(|df(a)|, |df(b)|)
+    + 64 eps (|f(a)| + |f(b)|)`` and ``> 1e-6 (1 + |f(a)| + |f(b)|)``, inside
+    ``|x| <= x_max`` (static, as ``dtype``) and outside the intervals ``split``
+    marks (``Line.split``: those that hold a declared kink; ``False``: none).
+    With ``(phi', phi'')`` the test of :func:`undeclared_kinks`, with
+    ``(phi, phi')`` that of :func:`steps`."""
     eps = _eps(dtype)
     h = x[1:] - x[:-1]
-    fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
+    fa, fb, da, db = f[:-1], f[1:], df[:-1], df[1:]
     ok = jnp.isfinite(fa) & jnp.isfinite(fb) & jnp.isfinite(da) & jnp.isfinite(db)
     step = jnp.abs(fb - fa)
     smooth_bound = 8.0 * h * jnp.maximum(jnp.abs(da), jnp.abs(db)) + 64 * eps * (jnp.abs(fa) + jnp.abs(fb))

@@ -46,6 +46,7 @@ from jaxsig.core import activations as _activations
 from jaxsig.core import functionals, gaussian, limits, quadrature
 from jaxsig.core import kinks as _kinks
 from jaxsig.core._checks import (
+    check_continuous,
     check_domain,
     check_elementwise,
     check_finite,
@@ -57,7 +58,7 @@ from jaxsig.core._checks import (
 from jaxsig.core._compile import stage
 from jaxsig.core._numerics import derivatives, is_concrete
 from jaxsig.core._validate import check_range, working_dtype
-from jaxsig.core.gaussian import Moments, statistics
+from jaxsig.core.gaussian import Moments
 
 __all__ = [
     "Signature",
@@ -261,12 +262,15 @@ def signature_with_aux(
     if moving is not None:
         line_kinks = jnp.concatenate([line_kinks, moving.astype(line_kinks.dtype)])
     line = quadrature.cut_line(free, sigma.dtype, line_kinks)
-    on_line, (gauss, g_status, error), undeclared = _sample(bare, free, sigma, mu, _kink_slots(rule, sigma.dtype), line)
+    on_line, (gauss, g_status, error), (undeclared, step) = _sample(
+        bare, free, sigma, mu, _kink_slots(rule, sigma.dtype), line
+    )
     sig, aux = _combine(gauss, g_status, _line_functionals(line, on_line))
     sig, aux, error = _unpad((sig, aux, error), shape)
     check_finite(act, rule, aux.finite, sigma.dtype)
     unresolved = warn_unresolved(act, error)
-    found = warn_undeclared_kinks(act, *undeclared)
+    steep = check_continuous(act, *step[1:])
+    found = warn_undeclared_kinks(act, *undeclared) or steep
     # _check_domain has already warned where the grid cannot resolve the density.
     narrow = is_concrete(sigma, mu) and not bool(np.all(np.asarray(_resolves(rule, sigma, mu))))
     warn_approximate(act, aux.status, skip_gaussian=found or unresolved or narrow)
@@ -415,10 +419,12 @@ def _sample(act, rule, sigma, mu, kinks, line):
     x = line.x
     f0, f1, f2 = derivatives(act, x, 2)
     peak, capped = functionals.extrema_of_slope(act, line, x, f1, f2)
-    # A jump of phi' at no declared kink costs the Gaussian sums that reach it their order.
+    # A jump of phi' at no declared kink costs the Gaussian sums that reach it
+    # their order; a jump of phi (or a transition narrower than the line) more.
     undeclared = _kinks.undeclared_kinks(line, x, f1, f2, sigma, mu)
-    gauss = _gaussian_part(act, rule, sigma, mu, kinks, undeclared=undeclared[0])
-    return _OnLine(f0, f1, f2, peak, capped), gauss, undeclared
+    step = _kinks.steps(line, x, f0, f1, sigma, mu)
+    gauss = _gaussian_part(act, rule, sigma, mu, kinks, undeclared=undeclared[0] | step[0])
+    return _OnLine(f0, f1, f2, peak, capped), gauss, (undeclared, step)
 
 
 @stage
@@ -492,8 +498,13 @@ def _gaussian_part(act, rule, sigma, mu, kinks, undeclared=False):
     x, w = gaussian.nodes(act, rule, sigma, mu, kinks)
     f0, f1 = derivatives(act, x, 1)
     mirrored = getattr(rule, "mirrored", 0) if x.ndim == 1 else 0
-    stats = statistics(x, w, f0, f1, sigma, mu, mirrored=mirrored)
+    r = gaussian.sums(x, w, f0, f1, sigma, mu, mirrored=mirrored)
+    stats = gaussian.moments_of(r)
     error = gaussian.resolution(rule, w, f0, f1, sigma, stats.m2 + stats.g2 * stats.g2)
+    if x.ndim == 1:
+        # Where the nodes miss a feature of phi' that phi shows (a transition
+        # narrower than their spacing), Stein's identity fails: as unresolved.
+        error = jnp.where(gaussian.stein_gap(r, sigma) > 1.0, jnp.maximum(error, 1.0), error)
     out, status = _checked(stats, sing, sigma, mu, _unresolved(rule, sigma, mu, error) | undeclared)
     return out, status, error
 
