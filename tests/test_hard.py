@@ -398,3 +398,22 @@ def test_a_transition_narrower_than_the_nodes_breaks_stein_and_is_flagged():
     with mp.workdps(30):
         g1 = mp.quad(lambda t: 10 / mp.cosh(10 * (t - 0.3)) ** 2 * mp.npdf(t), [-mp.inf, 0.3, mp.inf])
     assert float(s.g1) == pytest.approx(float(g1), rel=1e-13)
+
+
+@pytest.mark.parametrize("sigma,mu", [(0.05, -0.6), (0.2, -2.0)])
+def test_sums_far_from_the_kink_keep_their_relative_accuracy(sigma, mu):
+    # relu: E[relu'(X)] = Phi(mu / sigma), 1.8e-33 and 7.6e-24 here. The mirrored
+    # nodes pair a weight near the density's peak with one ~1e-30 smaller; summed
+    # as even and odd parts the pair cancelled to ~1e-17 (g1 = 4e-17), and the
+    # Stein check, which is relative, then called relu unresolved. Now each pair
+    # rounds as its own two terms: what is left is the grid's resolution of a tail
+    # 10-12 sigma out, 1.2e-3 relative measured (the nodes are placed for absolute
+    # accuracy), and the status is CONVERGED without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s, aux = jaxsig.signature_with_aux("relu", sigma, mu=mu)
+    exact = 0.5 * math.erfc(-mu / sigma / math.sqrt(2.0))
+    assert float(s.g1) == pytest.approx(exact, rel=5e-3)
+    assert int(aux.status.g1) == limits.CONVERGED
+    # At mu = 0 the pairs still cancel exactly: E[tanh(X)] = 0, not a few ulps.
+    assert float(jaxsig.moments("tanh", sigma).m1) == 0.0

@@ -82,10 +82,11 @@ def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
     ``mirrored``: the first ``2 mirrored`` nodes are pairs ``x[mirrored + i] = -x[i]``
     with equal line weights (:meth:`jaxsig.quadrature.Composite.gaussian_nodes`).
     The sums of ``phi`` and ``phi'`` over them are taken as
-    ``sum (w_l + w_r)/2 (f_l + f_r) + (w_l - w_r)/2 (f_l - f_r)``, the same cost
-    as one product: at ``mu = 0`` the second term vanishes exactly and the first
-    is exactly 0 for an odd integrand (``E[tanh(X)]``, ``E[relu'(X) - 1/2]``),
-    not a few ulps of ``E|phi|``.
+    ``sum s (f_l + f_r) + (w_l - s) f_l + (w_r - s) f_r`` with ``s`` the smaller
+    weight (:func:`_mirrored_dot`), one product: at ``mu = 0`` the last two terms
+    vanish exactly and the first is exactly 0 for an odd integrand
+    (``E[tanh(X)]``, ``E[relu'(X) - 1/2]``), not a few ulps of ``E|phi|``; away
+    from ``mu = 0`` they round as the plain sum does.
     """
     # A node counts only where its Gaussian weight is not 0: exp overflows (and
     # its square sooner) far in the tails, where the density has underflowed to
@@ -115,14 +116,22 @@ def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
 def _mirrored_dot(v, w, h):
     """``v @ w^T`` over the node axis: ``v`` is ``(k, N)``, ``w`` is ``batch + (N,)``;
     returns ``(k,) + batch``. The first ``2 h`` nodes are mirrored pairs
-    (:func:`sums`), summed as their even and odd parts."""
+    (:func:`sums`), summed as ``s (v_l + v_r) + (w_l - s) v_l + (w_r - s) v_r``
+    with ``s`` the weight of smaller magnitude: where the weights are equal
+    (``mu = 0``) the last two terms are exactly 0, and an odd integrand sums to
+    exactly 0; where they are not, each term is at most the pair's own
+    ``|w_l v_l| + |w_r v_r|``, so the sum rounds as the plain one does. (The
+    even/odd split ``(w_l + w_r)/2 (v_l + v_r) + (w_l - w_r)/2 (v_l - v_r)``
+    does not: at ``mu = -0.6, sigma = 0.05`` it gave ``E[relu'(X)] = 4e-17``,
+    not ``1.8e-33``, the cancellation of ``w_l v_r`` against itself.)"""
     batch, n = w.shape[:-1], w.shape[-1]
     w = w.reshape(-1, n)
     if h:
         vl, vr, vk = v[:, :h], v[:, h : 2 * h], v[:, 2 * h :]
         wl, wr, wk = w[:, :h], w[:, h : 2 * h], w[:, 2 * h :]
-        v = jnp.concatenate([vl + vr, vl - vr, vk], axis=1)
-        w = jnp.concatenate([0.5 * (wl + wr), 0.5 * (wl - wr), wk], axis=1)
+        s = jnp.where(jnp.abs(wl) <= jnp.abs(wr), wl, wr)
+        v = jnp.concatenate([vl + vr, vl, vr, vk], axis=1)
+        w = jnp.concatenate([s, wl - s, wr - s, wk], axis=1)
     return dot(v, w.T).reshape((v.shape[0], *batch))
 
 

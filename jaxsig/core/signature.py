@@ -504,7 +504,9 @@ def _gaussian_part(act, rule, sigma, mu, kinks, undeclared=False):
     if x.ndim == 1:
         # Where the nodes miss a feature of phi' that phi shows (a transition
         # narrower than their spacing), Stein's identity fails: as unresolved.
-        error = jnp.where(gaussian.stein_gap(r, sigma) > 1.0, jnp.maximum(error, 1.0), error)
+        # A power singularity of phi' fails it too, and has its own status.
+        missed = (gaussian.stein_gap(r, sigma) > 1.0) & ~(sing.integrable | sing.g4)
+        error = jnp.where(missed, jnp.maximum(error, 1.0), error)
     out, status = _checked(stats, sing, sigma, mu, _unresolved(rule, sigma, mu, error) | undeclared)
     return out, status, error
 
