@@ -210,6 +210,17 @@ def _polish_extrema(f, x, h, t, turn, peak):
     return peak.at[ii].set(val, mode="drop")
 
 
+def _intervals(line, f1, f2):
+    """Where ``phi'`` and ``phi''`` are finite, ``phi'`` (0 elsewhere), and per
+    interval of the line: ``phi'`` and ``phi''`` at its left and right ends and
+    whether it holds a kink. What :func:`extrema_of_slope` and
+    :func:`total_variation` test the sign of ``phi''`` on:
+    ``(ok, f1, (fa, fb, da, db), split)``."""
+    ok = jnp.isfinite(f1) & jnp.isfinite(f2)
+    f1, f2 = jnp.where(ok, f1, 0.0), jnp.where(ok, f2, 0.0)
+    return ok, f1, (f1[:-1], f1[1:], f2[:-1], f2[1:]), jnp.asarray(line.split)
+
+
 def extrema_of_slope(f, line, x, f1, f2):
     """Per interval of the line: the extremum of ``phi'`` inside it where
     ``phi''`` changes sign (Hermite estimate, then Newton-polished), else
@@ -218,12 +229,9 @@ def extrema_of_slope(f, line, x, f1, f2):
     Returns ``(peak, capped)``: ``capped`` is true when there were more turning
     intervals than the :data:`N_EXTREMA` polished slots (the rest keep the
     ``O(h^4)`` Hermite estimate: ``tv`` is then ``APPROXIMATE``)."""
-    ok = jnp.isfinite(f1) & jnp.isfinite(f2)
-    f1 = jnp.where(ok, f1, 0.0)
-    f2 = jnp.where(ok, f2, 0.0)
     h = x[1:] - x[:-1]
-    fa, fb, da, db = f1[:-1], f1[1:], f2[:-1], f2[1:]
-    turn = (da * db < 0) & ~jnp.asarray(line.split)
+    *_, (fa, fb, da, db), split = _intervals(line, f1, f2)
+    turn = (da * db < 0) & ~split
     peak, t = _hermite_extremum(h, fa, fb, da, db)
     capped = jnp.sum(turn) > N_EXTREMA
     return _polish_extrema(f, x, h, t, turn, jnp.where(turn, peak, fa)), capped
@@ -239,17 +247,14 @@ def total_variation(line, x, f0, f1, f2, peak, dtype):
     do not, the status is ``APPROXIMATE``).
     """
     eps = _eps(dtype)
-    ok = jnp.isfinite(f1) & jnp.isfinite(f2)
-    f1 = jnp.where(ok, f1, 0.0)
-    fa, fb = f1[:-1], f1[1:]
+    ok, f1, (fa, fb, da, db), split = _intervals(line, f1, f2)
     # On an interval where phi'' keeps its sign phi' is monotone, and its
     # variation is the signed step sign(phi'') (phi'(b) - phi'(a)): over a run of
     # such intervals it telescopes to |phi'(end) - phi'(start)|, so rounding noise
     # in phi' (float32: ~1e-7 at each of ~1,000 points) cancels instead of adding
     # up as |steps| would. Turning intervals and kinks keep the absolute steps.
-    da, db = (jnp.where(ok, f2, 0.0)[s] for s in (slice(None, -1), slice(1, None)))
     direction = jnp.sign(da + db)
-    signed = (da * db >= 0) & (direction != 0) & ~jnp.asarray(line.split)
+    signed = (da * db >= 0) & (direction != 0) & ~split
     v = jnp.where(signed, direction * (fb - fa), jnp.abs(peak - fa) + jnp.abs(fb - peak))
     cum = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(v)])
     # Every ladder at once, trimmed to a common length. Outward (+-2**k) and
