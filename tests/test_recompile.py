@@ -165,3 +165,29 @@ def test_signature_new_kink_sets_share_the_compiled_line():
     for name in ("relu6", "hard_tanh", "relu"):
         jaxsig.signature(name, jnp.asarray([0.7, 1.4]), mu=0.1)
     assert S._line_functionals._cache_size() == before
+
+
+def test_signature_compiles_per_activation_only_its_sampling_stage():
+    # A new function is traced and compiled in _sample alone; the Gaussian and
+    # line stages are shared. A new sigma shape recompiles those, but phi is
+    # not traced again (composite rule: its nodes do not depend on sigma).
+    from jaxsig.core import signature as S
+
+    sigma = jnp.asarray([0.5, 1.0, 2.0])
+    jaxsig.signature("tanh", sigma)
+    shared = (S._grid, S._gaussian, S._line_functionals, S._combine)
+    sizes = [stage._cache_size() for stage in shared]
+    sampled = S._sample._cache_size()
+    s = jaxsig.signature(lambda x: x * jnp.tanh(x), sigma)
+    assert [stage._cache_size() for stage in shared] == sizes
+    assert S._sample._cache_size() == sampled + 1
+    np.testing.assert_allclose(np.asarray(s.alpha_plus), 1.0, atol=1e-15)
+
+    jaxsig.signature(counted, sigma, params=_params(1.0, 1.0))
+    before = TRACES["n"]
+    assert before > 0
+    for shape in [(16,), (2, 8), ()]:
+        out = jaxsig.signature(counted, jnp.full(shape, 1.3), params=_params(1.0, 1.0))
+        assert out.m2.shape == shape
+    assert TRACES["n"] == before
+    assert S._grid._cache_size() > sizes[0]

@@ -20,9 +20,25 @@ import jax
 import jax.numpy as jnp
 
 from jaxsig.core._numerics import derivatives, dot, safe_div, safe_root
-from jaxsig.core.quadrature import legendre_tables
+from jaxsig.core.quadrature import kink_ladders, legendre_tables
 
-__all__ = ["Moments", "Sums", "expectations", "moments_of", "nodes", "resolution", "statistics", "stein_gap", "sums"]
+__all__ = [
+    "Grid",
+    "Moments",
+    "Points",
+    "Samples",
+    "Sums",
+    "expectations",
+    "grid",
+    "moments_of",
+    "nodes",
+    "resolution",
+    "sample",
+    "statistics",
+    "stein_gap",
+    "sums",
+    "with_breakpoints",
+]
 
 
 class Moments(NamedTuple):
@@ -168,12 +184,71 @@ def expectations(act, rule, sigma, mu, *, kinks=None, raw: bool = False):
 def nodes(act, rule, sigma, mu, kinks=None):
     """The Gaussian nodes and weights of ``rule`` for ``act``: :meth:`gaussian` of
     the rule, cut (composite rules) at ``kinks`` and at ``act.breakpoints()``."""
+    return _cut_nodes(rule, sigma, mu, with_breakpoints(act, kinks, sigma.dtype))
+
+
+def with_breakpoints(act, kinks, dtype):
+    """``kinks`` (an array, or ``None``) followed by ``act.breakpoints()``: every
+    point that cuts the grids, as data."""
+    parts = [jnp.asarray(v, dtype) for v in (kinks, act.breakpoints()) if v is not None]
+    return jnp.concatenate(parts) if parts else None
+
+
+def _cut_nodes(rule, sigma, mu, kinks):
     if not hasattr(rule, "gaussian_nodes"):
         return rule.gaussian(sigma, mu, sigma.dtype)
-    extra = act.breakpoints()
-    if kinks is not None:
-        extra = jnp.asarray(kinks, sigma.dtype) if extra is None else jnp.concatenate([jnp.asarray(kinks), extra])
-    return rule.gaussian(sigma, mu, sigma.dtype, extra)
+    return rule.gaussian(sigma, mu, sigma.dtype, kinks)
+
+
+class Points(NamedTuple):
+    """Where the Gaussian statistics sample ``phi``.
+
+    Attributes:
+      x: the rule's nodes, ``(N,)`` (composite rules: shared by every
+        ``(sigma, mu)``) or ``sigma.shape + (N,)`` (Gauss–Hermite).
+      ladder: the ladders toward ``0`` and each kink, ``(1 + K, 2, k)``
+        (:func:`jaxsig.quadrature.kink_ladders`): which moments diverge.
+      empty: ``(1 + K,)``, the empty kink slots.
+    """
+
+    x: jax.Array
+    ladder: jax.Array
+    empty: jax.Array
+
+
+class Grid(NamedTuple):
+    """Everything of the Gaussian statistics but ``phi`` (:func:`grid`): the
+    :class:`Points` and the Gaussian weights ``w`` of the nodes, ``sigma.shape + (N,)``."""
+
+    points: Points
+    w: jax.Array
+
+
+class Samples(NamedTuple):
+    """``phi`` and ``phi'`` at :class:`Points` (:func:`sample`): the only part of
+    the Gaussian statistics that depends on ``phi``."""
+
+    f0: jax.Array
+    f1: jax.Array
+    v0: jax.Array
+    v1: jax.Array
+
+
+def grid(rule, sigma, mu, kinks=None) -> Grid:
+    """The :class:`Grid` of ``rule`` at ``(sigma, mu)``, cut at ``kinks`` (an
+    array, data: the activation's kinks and breakpoints, ``NaN`` for empty slots)."""
+    x, w = _cut_nodes(rule, sigma, mu, kinks)
+    ladder, empty = kink_ladders(jnp.zeros((0,), sigma.dtype) if kinks is None else kinks, sigma.dtype)
+    return Grid(Points(x, ladder, empty), w)
+
+
+def sample(act, p: Points) -> Samples:
+    """``phi``, ``phi'`` at the nodes and on the ladders of ``p``, from one
+    forward-mode pass each; on the ladders of empty kink slots, the constant 1
+    (no singularity)."""
+    f0, f1 = derivatives(act, p.x, 1)
+    v0, v1 = (jnp.where(p.empty[:, None, None], 1.0, v) for v in derivatives(act, p.ladder, 1))
+    return Samples(f0, f1, v0, v1)
 
 
 #: :func:`resolution` above this marks the Gaussian statistics APPROXIMATE.

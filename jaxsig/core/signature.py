@@ -252,19 +252,15 @@ def signature_with_aux(
     act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
     shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
     free, bare = _kink_free(rule), act.replace(kinks=())
-    # Kinks travel as data. The line takes at least two slots, so that every
+    # Kinks travel as data, with the breakpoints that move with the parameters
+    # (under jit as well). The line takes at least two slots, so that every
     # activation with up to two kinks (ReLU, ReLU6, hard tanh, a user's) shares
-    # the compiled line functionals, and the breakpoints that move with the
-    # parameters cut it too, under jit as well. The Gaussian grid (compiled per
-    # activation in any case) takes just the kinks there are, as in moments().
-    line_kinks = _kink_slots(rule, sigma.dtype, minimum=2)
-    moving = act.breakpoints()
-    if moving is not None:
-        line_kinks = jnp.concatenate([line_kinks, moving.astype(line_kinks.dtype)])
-    line = quadrature.cut_line(free, sigma.dtype, line_kinks)
-    on_line, (gauss, g_status, error), (undeclared, step) = _sample(
-        bare, free, sigma, mu, _kink_slots(rule, sigma.dtype), line
-    )
+    # the compiled line functionals; the Gaussian grid takes just the kinks
+    # there are, as in moments().
+    line = quadrature.cut_line(free, sigma.dtype, _kink_data(act, rule, sigma.dtype, minimum=2))
+    grid = _grid(free, sigma, mu, _kink_data(act, rule, sigma.dtype))
+    on_line, at_nodes = _sample(bare, grid.points, line)
+    (gauss, g_status, error), (undeclared, step) = _gaussian(free, sigma, mu, grid, at_nodes, line, on_line)
     sig, aux = _combine(gauss, g_status, _line_functionals(line, on_line))
     sig, aux, error = _unpad((sig, aux, error), shape)
     check_finite(act, rule, aux.finite, sigma.dtype)
@@ -297,19 +293,20 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
       2.0
     """
     act, rule, sigma, mu = prepare_inputs(phi, params, sigma, mu, rule)
+    shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
     # Kinks travel as data (padded slots): a new kink set, or a new activation
     # object around the same function, reuses the compiled program.
-    kinks = _kink_slots(rule, sigma.dtype)
-    shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
+    kinks = _kink_data(act, rule, sigma.dtype)
     out, error = _unpad(_moments(act.replace(kinks=()), _kink_free(rule), sigma, mu, kinks), shape)
     check_finite(act, rule, out.finite, sigma.dtype)
     warn_unresolved(act, error)
     return out
 
 
-def _kink_slots(rule, dtype, minimum=0):
-    """The rule's kinks as data: an array padded with ``NaN`` (:func:`jaxsig.quadrature.pad_slots`)."""
-    return jnp.asarray(quadrature.pad_slots(rule.kinks, minimum), dtype)
+def _kink_data(act, rule, dtype, minimum=0):
+    """The rule's kinks as data, in at least ``minimum`` slots padded with ``NaN``
+    (:func:`jaxsig.quadrature.pad_slots`), then ``act``'s moving breakpoints."""
+    return gaussian.with_breakpoints(act, quadrature.pad_slots(rule.kinks, minimum), dtype)
 
 
 def _kink_free(rule):
@@ -406,25 +403,42 @@ class _LineFunctionals(NamedTuple):
 
 # The signature is computed in compiled stages, each compiled only as often as
 # what it depends on changes:
-#   cut_line           the line with its kinks (data)              per grid, dtype, kink slots
-#   _sample            phi on the line and at the Gaussian nodes:  per activation and sigma shape
-#                      extrema of phi', the Gaussian statistics
-#   _line_functionals  slopes, tv, c, growth (the heavy part)      per grid, dtype, kink slots
-#   _combine           the result pytrees, broadcast to sigma      per sigma shape
-# so the heavy, phi-free part is shared by every activation, kink set and sigma.
+#   cut_line           the line with its kinks (data)                   per grid, dtype, kink slots
+#   _grid              the Gaussian nodes, weights and kink ladders     per grid, sigma shape, kink slots
+#   _sample            phi on the line and the grid, extrema of phi'    per activation (Gauss-Hermite: and sigma shape)
+#   _gaussian          the Gaussian statistics and their checks         per grid, sigma shape, kink slots
+#   _line_functionals  slopes, tv, c, growth (the heavy part)           per grid, dtype, kink slots
+#   _combine           the result pytrees, broadcast to sigma           per sigma shape
+# so that what is compiled per activation is its evaluation alone. moments() is
+# the first four in one program per activation (_moments): small enough that one
+# compile is cheaper than three.
 
 
-@stage(static_argnums=(1,))
-def _sample(act, rule, sigma, mu, kinks, line):
+@stage(static_argnums=(0,))
+def _grid(rule, sigma, mu, kinks) -> gaussian.Grid:
+    return gaussian.grid(rule, sigma, mu, kinks)
+
+
+@stage
+def _sample(act, points: gaussian.Points, line):
+    """``phi`` where the signature needs it: on the line (with the extrema of
+    ``phi'``, Newton-polished) and on the Gaussian grid."""
     x = line.x
     f0, f1, f2 = derivatives(act, x, 2)
-    peak, capped = functionals.extrema_of_slope(act, line, x, f1, f2)
+    on_line = _OnLine(f0, f1, f2, *functionals.extrema_of_slope(act, line, x, f1, f2))
+    return on_line, gaussian.sample(act, points)
+
+
+@stage(static_argnums=(0,))
+def _gaussian(rule, sigma, mu, grid, at_nodes, line, on_line):
+    """The Gaussian statistics with their statuses and resolution bound, and the
+    jumps of ``phi'`` and ``phi`` that the line shows where no kink was declared
+    (within the density's reach, which the statuses account for)."""
     # A jump of phi' at no declared kink costs the Gaussian sums that reach it
     # their order; a jump of phi (or a transition narrower than the line) more.
-    undeclared = _kinks.undeclared_kinks(line, x, f1, f2, sigma, mu)
-    step = _kinks.steps(line, x, f0, f1, sigma, mu)
-    gauss = _gaussian_part(act, rule, sigma, mu, kinks, undeclared=undeclared[0] | step[0])
-    return _OnLine(f0, f1, f2, peak, capped), gauss, (undeclared, step)
+    undeclared = _kinks.undeclared_kinks(line, line.x, on_line.f1, on_line.f2, sigma, mu)
+    step = _kinks.steps(line, line.x, on_line.f0, on_line.f1, sigma, mu)
+    return _gaussian_part(rule, sigma, mu, grid, at_nodes, undeclared=undeclared[0] | step[0]), (undeclared, step)
 
 
 @stage
@@ -478,25 +492,19 @@ def _combine(gauss: Moments, g_status, lf: _LineFunctionals):
     return sig, aux
 
 
-def _gaussian_part(act, rule, sigma, mu, kinks, undeclared=False):
-    """The Gaussian statistics of ``act`` with their statuses and the resolution
-    bound: :func:`moments` and the Gaussian half of :func:`signature`.
+def _gaussian_part(rule, sigma, mu, grid: gaussian.Grid, at: gaussian.Samples, undeclared=False):
+    """The Gaussian statistics from the samples ``at`` of ``phi`` on ``grid``,
+    with their statuses and the resolution bound: :func:`moments` and the
+    Gaussian half of :func:`signature`.
 
-    ``kinks`` (data) and ``act``'s moving breakpoints cut the grid; the ladders
-    toward them (and ``0``) decide which moments diverge (:func:`_checked`).
-    ``undeclared``: per ``(sigma, mu)``, a jump of ``phi'`` found within the
-    density's reach where no kink was declared (the Gaussian sums then converge
-    at second order only: APPROXIMATE; :func:`jaxsig.core.kinks.undeclared_kinks`).
+    The ladders toward the kinks (and ``0``) decide which moments diverge
+    (:func:`_checked`). ``undeclared``: per ``(sigma, mu)``, a jump of ``phi'``
+    found within the density's reach where no kink was declared (the Gaussian sums
+    then converge at second order only: APPROXIMATE;
+    :func:`jaxsig.core.kinks.undeclared_kinks`).
     """
-    moving = act.breakpoints()
-    every = kinks if moving is None else jnp.concatenate([kinks, moving.astype(kinks.dtype)])
-    xi, empty = quadrature.kink_ladders(every, sigma.dtype)
-    v0, v1 = derivatives(act, xi, 1)
-    # Empty slots see a constant: no singularity.
-    v0, v1 = (jnp.where(empty[:, None, None], 1.0, v) for v in (v0, v1))
-    sing = _kinks.singularities(v0, v1)
-    x, w = gaussian.nodes(act, rule, sigma, mu, kinks)
-    f0, f1 = derivatives(act, x, 1)
+    sing = _kinks.singularities(at.v0, at.v1)
+    x, w, f0, f1 = grid.points.x, grid.w, at.f0, at.f1
     mirrored = getattr(rule, "mirrored", 0) if x.ndim == 1 else 0
     r = gaussian.sums(x, w, f0, f1, sigma, mu, mirrored=mirrored)
     stats = gaussian.moments_of(r)
@@ -512,8 +520,9 @@ def _gaussian_part(act, rule, sigma, mu, kinks, undeclared=False):
 
 
 @stage(static_argnums=(1,))
-def _moments(act, rule, sigma, mu, kinks) -> Moments:
-    out, _, error = _gaussian_part(act, rule, sigma, mu, kinks)
+def _moments(act, rule, sigma, mu, kinks):
+    grid = gaussian.grid(rule, sigma, mu, kinks)
+    out, _, error = _gaussian_part(rule, sigma, mu, grid, gaussian.sample(act, grid.points))
     return out, error
 
 
