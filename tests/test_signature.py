@@ -445,6 +445,27 @@ def test_errors_are_clear():
         jaxsig.signature(lambda x: (x > 0).astype(jnp.int32), 1.0)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_builtin_activations_are_elementwise(dtype):
+    # The library's elementwise probe skips the built-in activations
+    # (jaxsig.core.activations.BUILTIN_FUNCTIONS): this is their check, the probe's
+    # own (a vector call equals the calls on each scalar), on more points.
+    from jaxsig.core.activations import BUILTIN_FUNCTIONS
+
+    x = np.array([-30.0, -3.7, -1.1, -0.3, -1e-3, 0.0, 1e-3, 0.2, 0.7, 1.0, 1.9, 4.2, 6.5, 30.0])
+    seen = set()
+    for name in A.names():
+        act = A.prepare(name, dtype=jnp.dtype(dtype))
+        if act.fn not in BUILTIN_FUNCTIONS:
+            continue  # an activation another test registered
+        seen.add(act.fn)
+        vec = np.asarray(act(jnp.asarray(x, dtype)))
+        one = np.array([np.asarray(act(jnp.asarray(v, dtype))).reshape(()) for v in x])
+        assert vec.shape == x.shape and vec.dtype == np.dtype(dtype), name
+        np.testing.assert_allclose(vec, one, rtol=4 * np.finfo(dtype).eps, atol=0, err_msg=name)
+    assert seen == BUILTIN_FUNCTIONS and len(seen) == 23
+
+
 def test_params_of_the_wrong_structure_shape_or_type_are_named():
     # Each once failed inside phi with JAX's or Python's own message, or (a
     # string) was read as 1.0 without a word.

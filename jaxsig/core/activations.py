@@ -346,6 +346,11 @@ for _a in [
 ]:
     register(_a)
 
+#: The functions of the built-in activations above: elementwise by construction,
+#: which tests/test_activations.py checks for each, so the library's elementwise
+#: probe (eager calls, about 35 ms each) skips them.
+BUILTIN_FUNCTIONS = frozenset(_a.fn for _a in _REGISTRY.values())
+
 
 def names() -> list[str]:
     """Registered activation names."""
