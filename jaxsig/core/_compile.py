@@ -30,25 +30,35 @@ __all__ = ["CPU_OPTIONS", "CPU_XLA_FLAGS", "stage"]
 #: XLA compiler options for the stages the library compiles itself, on CPU.
 CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
+#: What ``stage(..., optimize=False)`` adds: no LLVM optimisation passes.
+UNOPTIMIZED = {"xla_backend_optimization_level": 0}
+
 #: The same options as ``XLA_FLAGS`` for a whole process (read by XLA when the
 #: process first computes): what the ``jaxsig`` command and the test suite set.
 CPU_XLA_FLAGS = " ".join(f"--{name}={str(value).lower()}" for name, value in CPU_OPTIONS.items())
 
 
-def stage(fun: Callable = None, *, static_argnums=(), static_argnames=()):
+def stage(fun: Callable = None, *, static_argnums=(), static_argnames=(), optimize: bool = True):
     """``jax.jit(fun, static_argnums=..., static_argnames=...)``, whose eager
     calls on CPU run an executable compiled with :data:`CPU_OPTIONS`.
+
+    ``optimize=False`` also skips LLVM's optimisations (:data:`UNOPTIMIZED`) for
+    a stage that runs once per call on data of a fixed size, where compile time
+    is all that counts: the line functionals compile in 2.2 instead of 3.6 s and
+    run in 4 instead of 0.8 ms, with the same numbers to the bit.
 
     The wrapper keeps ``jax.jit``'s interface for what the library uses
     (``lower``, ``_cache_size``, ``__wrapped__``).
     """
     if fun is None:
-        return functools.partial(stage, static_argnums=static_argnums, static_argnames=static_argnames)
-    return _Stage(fun, static_argnums, static_argnames)
+        return functools.partial(
+            stage, static_argnums=static_argnums, static_argnames=static_argnames, optimize=optimize
+        )
+    return _Stage(fun, static_argnums, static_argnames, optimize)
 
 
 class _Stage:
-    def __init__(self, fun, static_argnums, static_argnames):
+    def __init__(self, fun, static_argnums, static_argnames, optimize=True):
         static_argnums = {static_argnums} if isinstance(static_argnums, int) else set(static_argnums)
         static_argnames = {static_argnames} if isinstance(static_argnames, str) else set(static_argnames)
         # As jax.jit does: a static parameter is static whether it is passed by
@@ -61,6 +71,7 @@ class _Stage:
         self._static_argnums = frozenset(static_argnums)
         self._static_argnames = frozenset(static_argnames)
         self._executables = {}
+        self._optimize = optimize
         functools.update_wrapper(self, fun)
 
     def __call__(self, *args, **kwargs):
@@ -76,7 +87,8 @@ class _Stage:
         )
         executable = self._executables.get(key)
         if executable is None:
-            executable = self._jit.lower(*args, **kwargs).compile(compiler_options=CPU_OPTIONS)
+            options = CPU_OPTIONS if self._optimize else {**CPU_OPTIONS, **UNOPTIMIZED}
+            executable = self._jit.lower(*args, **kwargs).compile(compiler_options=options)
             self._executables[key] = executable
         return executable(*dynamic_args, **dynamic_kwargs)
 

@@ -571,7 +571,7 @@ def cut_line(rule, dtype, kinks) -> Line:
     return _cut_line(dataclasses.replace(base, kinks=()), jnp.ravel(jnp.asarray(kinks, dtype)))
 
 
-@stage(static_argnums=(0,))
+@stage(static_argnums=(0,), optimize=False)
 def _cut_line(base_rule, kinks) -> Line:
     dtype = kinks.dtype
     base = base_rule.line(dtype)

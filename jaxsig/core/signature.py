@@ -441,7 +441,7 @@ def _gaussian(rule, sigma, mu, grid, at_nodes, line, on_line):
     return _gaussian_part(rule, sigma, mu, grid, at_nodes, undeclared=undeclared[0] | step[0]), (undeclared, step)
 
 
-@stage
+@stage(optimize=False)
 def _line_functionals(line, on: _OnLine) -> _LineFunctionals:
     x, f0, dtype = line.x, on.f0, line.x.dtype
     slopes = functionals.slopes(line, x, f0, dtype)
