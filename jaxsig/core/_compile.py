@@ -25,7 +25,7 @@ import jax
 
 from jaxsig.core._numerics import is_concrete
 
-__all__ = ["CPU_OPTIONS", "CPU_XLA_FLAGS", "stage"]
+__all__ = ["CPU_OPTIONS", "CPU_XLA_FLAGS", "UNOPTIMIZED", "stage"]
 
 #: XLA compiler options for the stages the library compiles itself, on CPU.
 CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
