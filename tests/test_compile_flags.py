@@ -164,8 +164,10 @@ def test_unoptimized_stages_give_the_same_numbers_to_the_bit(dtype):
         lowered, samples = None, []
         for name in ("mish", "relu6", "sin"):
             act, rule, sigma, mu = S.prepare_inputs(name, None, 1.0, 0.0, None)
-            line = quadrature.cut_line(S._kink_free(rule), sigma.dtype, S._kink_data(act, rule, sigma.dtype, minimum=2))
-            grid = S._grid(S._kink_free(rule), sigma, mu, S._kink_data(act, rule, sigma.dtype))
+            line = quadrature.cut_line(
+                S._kink_free(rule), sigma.dtype, S._kink_data(rule, None, sigma.dtype, minimum=2)
+            )
+            grid = S._grid(S._kink_free(rule), sigma, mu, S._kink_data(rule, None, sigma.dtype))
             samples.append((line, S._sample(act.replace(kinks=()), grid.points, line)[0]))
             lowered = lowered or S._line_functionals.lower(*samples[0])
         fast = lowered.compile(compiler_options={**CPU_OPTIONS, **UNOPTIMIZED})

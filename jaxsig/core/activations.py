@@ -347,8 +347,9 @@ for _a in [
     register(_a)
 
 #: The functions of the built-in activations above: elementwise by construction,
-#: which tests/test_activations.py checks for each, so the library's elementwise
-#: probe (eager calls, about 35 ms each) skips them.
+#: which tests/test_signature.py::test_builtin_activations_are_elementwise checks
+#: for each, so the library's elementwise probe (eager calls, about 35 ms each)
+#: skips them.
 BUILTIN_FUNCTIONS = frozenset(_a.fn for _a in _REGISTRY.values())
 
 

@@ -184,13 +184,13 @@ def expectations(act, rule, sigma, mu, *, kinks=None, raw: bool = False):
 def nodes(act, rule, sigma, mu, kinks=None):
     """The Gaussian nodes and weights of ``rule`` for ``act``: :meth:`gaussian` of
     the rule, cut (composite rules) at ``kinks`` and at ``act.breakpoints()``."""
-    return _cut_nodes(rule, sigma, mu, with_breakpoints(act, kinks, sigma.dtype))
+    return _cut_nodes(rule, sigma, mu, with_breakpoints(kinks, act.breakpoints(), sigma.dtype))
 
 
-def with_breakpoints(act, kinks, dtype):
-    """``kinks`` (an array, or ``None``) followed by ``act.breakpoints()``: every
-    point that cuts the grids, as data."""
-    parts = [jnp.asarray(v, dtype) for v in (kinks, act.breakpoints()) if v is not None]
+def with_breakpoints(kinks, breakpoints, dtype):
+    """``kinks`` followed by an activation's ``breakpoints`` (each an array or
+    ``None``): every point that cuts the grids, as data."""
+    parts = [jnp.asarray(v, dtype) for v in (kinks, breakpoints) if v is not None]
     return jnp.concatenate(parts) if parts else None
 
 

@@ -257,8 +257,9 @@ def signature_with_aux(
     # activation with up to two kinks (ReLU, ReLU6, hard tanh, a user's) shares
     # the compiled line functionals; the Gaussian grid takes just the kinks
     # there are, as in moments().
-    line = quadrature.cut_line(free, sigma.dtype, _kink_data(act, rule, sigma.dtype, minimum=2))
-    grid = _grid(free, sigma, mu, _kink_data(act, rule, sigma.dtype))
+    moving = act.breakpoints()
+    line = quadrature.cut_line(free, sigma.dtype, _kink_data(rule, moving, sigma.dtype, minimum=2))
+    grid = _grid(free, sigma, mu, _kink_data(rule, moving, sigma.dtype))
     on_line, at_nodes = _sample(bare, grid.points, line)
     (gauss, g_status, error), (undeclared, step) = _gaussian(free, sigma, mu, grid, at_nodes, line, on_line)
     sig, aux = _combine(gauss, g_status, _line_functionals(line, on_line))
@@ -296,17 +297,17 @@ def moments(phi, sigma=1.0, *, params: Any = None, mu=0.0, rule=None) -> Moments
     shape, (sigma, mu) = sigma.shape, _bucketed(sigma, mu)
     # Kinks travel as data (padded slots): a new kink set, or a new activation
     # object around the same function, reuses the compiled program.
-    kinks = _kink_data(act, rule, sigma.dtype)
+    kinks = _kink_data(rule, act.breakpoints(), sigma.dtype)
     out, error = _unpad(_moments(act.replace(kinks=()), _kink_free(rule), sigma, mu, kinks), shape)
     check_finite(act, rule, out.finite, sigma.dtype)
     warn_unresolved(act, error)
     return out
 
 
-def _kink_data(act, rule, dtype, minimum=0):
+def _kink_data(rule, breakpoints, dtype, minimum=0):
     """The rule's kinks as data, in at least ``minimum`` slots padded with ``NaN``
-    (:func:`jaxsig.quadrature.pad_slots`), then ``act``'s moving breakpoints."""
-    return gaussian.with_breakpoints(act, quadrature.pad_slots(rule.kinks, minimum), dtype)
+    (:func:`jaxsig.quadrature.pad_slots`), then the activation's moving ``breakpoints``."""
+    return gaussian.with_breakpoints(quadrature.pad_slots(rule.kinks, minimum), breakpoints, dtype)
 
 
 def _kink_free(rule):
