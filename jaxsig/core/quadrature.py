@@ -20,8 +20,8 @@ The same fixed grid, extended by geometric *ladders* (toward each kink and out t
 ``2**48``), is the partition on which :mod:`jaxsig.signature` measures slopes,
 intercepts, ``TV(phi')`` and ``C(phi)``: see :class:`Line`.
 
-All nodes and weights are built once in float64 NumPy and cast to the working
-dtype at use.
+All nodes and weights are built once in float64 NumPy (:mod:`jaxsig.core._tables`)
+and cast to the working dtype at use.
 """
 
 from __future__ import annotations
@@ -37,6 +37,16 @@ import numpy as np
 
 from jaxsig.core._compile import stage
 from jaxsig.core._numerics import is_concrete
+from jaxsig.core._tables import (
+    composite_edges,
+    composite_nodes,
+    gaussian_base,
+    gaussian_edges,
+    gaussian_panel_of,
+    hermite_nodes,
+    legendre01,
+    legendre_tables,
+)
 
 __all__ = [
     "Composite",
@@ -167,11 +177,11 @@ class Composite:
 
     def edges(self) -> np.ndarray:
         """Sorted panel edges (float64)."""
-        return _composite_edges(self)
+        return composite_edges(self)
 
     def nodes_and_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """Nodes ``x_i`` and line weights ``w_i`` with ``sum w_i f(x_i) ~ int f dx``."""
-        return _composite_nodes(self)
+        return composite_nodes(self)
 
     def line(self, dtype) -> "Line":
         """The partition of R used for slopes, intercepts, ``tv`` and ``c``."""
@@ -199,16 +209,16 @@ class Composite:
         functions of the kink positions, so sums over them are differentiable in
         learnable breakpoints.
         """
-        base_x, base_w = _gaussian_base(self)
+        base_x, base_w = gaussian_base(self)
         t, wl = legendre01(self.gaussian_order)
         k = jnp.asarray(pad_slots(self.kinks), dtype)
         if kinks is not None:
             k = jnp.concatenate([k, jnp.ravel(jnp.asarray(kinks, dtype))])
         if k.size == 0:
             return jnp.asarray(base_x, dtype), jnp.asarray(base_w, dtype)
-        edges = _gaussian_edges(self)
+        edges = gaussian_edges(self)
         x, w, _, cut = _kink_pieces(jnp.asarray(edges, dtype), k, jnp.asarray(t, dtype), jnp.asarray(wl, dtype))
-        keep = ~cut[jnp.asarray(_gaussian_panel_of(self))]
+        keep = ~cut[jnp.asarray(gaussian_panel_of(self))]
         return (
             jnp.concatenate([jnp.asarray(base_x, dtype), x.ravel()]),
             jnp.concatenate([jnp.where(keep, jnp.asarray(base_w, dtype), 0.0), w.ravel()]),
@@ -217,7 +227,7 @@ class Composite:
     @property
     def mirrored(self) -> int:
         """Number of mirrored node pairs at the start of :meth:`gaussian_nodes`."""
-        return _gaussian_base(self)[0].size // 2
+        return gaussian_base(self)[0].size // 2
 
 
 def gaussian_weights(x, w, sigma, mu):
@@ -256,7 +266,7 @@ class GaussHermite:
 
     def gaussian(self, sigma, mu, dtype):
         """Nodes ``sigma.shape + (n,)`` and weights ``(n,)``."""
-        t, w = _hermite(self.order)
+        t, w = hermite_nodes(self.order)
         t = jnp.asarray(t, dtype)
         sigma = jnp.asarray(sigma)[..., None]
         mu = jnp.asarray(mu)[..., None]
@@ -389,113 +399,9 @@ class Line:
 
 
 @functools.lru_cache(maxsize=None)
-def _hermite(order: int):
-    t, w = np.polynomial.hermite_e.hermegauss(order)
-    return t, w / w.sum()
-
-
-@functools.lru_cache(maxsize=None)
-def _legendre(order: int):
-    return np.polynomial.legendre.leggauss(order)
-
-
-@functools.lru_cache(maxsize=None)
-def legendre01(order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss–Legendre nodes and weights of ``order`` on ``[0, 1]`` (float64)."""
-    t, w = _legendre(order)
-    return 0.5 * (t + 1.0), 0.5 * w
-
-
-@functools.lru_cache(maxsize=None)
-def legendre_tables(order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss–Legendre nodes ``t`` on ``[-1, 1]`` and the inverse Vandermonde
-    ``V^-1`` (values at ``t`` -> Legendre coefficients) of ``order`` (float64)."""
-    t, _ = _legendre(order)
-    return t, np.linalg.inv(np.polynomial.legendre.legvander(t, order - 1))
-
-
-def _outer_edges(cfg: Composite, h0: float, panel_sigmas: float):
-    """Positive panel edges beyond the inner refinement: uniform, width ``h0``, to
-    ``mu_max + 8 sigma_min``; then graded, width ``panel_sigmas (x - mu_max) / 8``
-    (at least ``h0``), up to ``x_max``."""
-    u = cfg.mu_max + 8.0 * cfg.sigma_min
-    uniform = h0 * np.arange(1, math.ceil(u / h0) + 1)
-    graded, x = [], uniform[-1]
-    while x < cfg.x_max:
-        x = x + max(h0, panel_sigmas * (x - cfg.mu_max) / 8.0)
-        graded.append(min(x, cfg.x_max))
-    return uniform, graded
-
-
-@functools.lru_cache(maxsize=None)
-def _composite_edges(cfg: Composite) -> np.ndarray:
-    h0 = cfg.panel_sigmas * cfg.sigma_min
-    inner = h0 * 2.0 ** -np.arange(cfg.inner_levels, 0, -1)
-    uniform, graded = _outer_edges(cfg, h0, cfg.panel_sigmas)
-    dyadic = 2.0 ** np.arange(0, int(math.log2(cfg.x_max)) + 1)
-    half = np.concatenate([inner, uniform, graded, dyadic])
-    half = half[half <= cfg.x_max]
-    # Drop edges that would leave a sliver next to a power of two: slivers cost
-    # nodes and buy nothing.
-    keep = np.ones_like(half, dtype=bool)
-    for d in dyadic:
-        keep &= ~((np.abs(half - d) < 0.25 * h0 * max(d, 1.0)) & (half != d))
-    half = half[keep]
-    edges = np.concatenate([-half, [0.0], half])
-    kinks = np.asarray([k for k in cfg.kinks if abs(k) < cfg.x_max], dtype=float)
-    if kinks.size:
-        # Remove edges too close to a kink, then put the kink itself in.
-        near = np.min(np.abs(edges[:, None] - kinks[None, :]), axis=1) < 1e-3 * h0
-        edges = np.concatenate([edges[~near], kinks])
-    return np.unique(edges)
-
-
-@functools.lru_cache(maxsize=None)
-def _gaussian_edges(cfg: Composite) -> np.ndarray:
-    """Edges of the kink-free Gaussian grid (symmetric about 0, which is an edge)."""
-    h0 = cfg.gaussian_panel_sigmas * cfg.sigma_min
-    levels = max(1, math.ceil(math.log(h0 / cfg.h_inner) / math.log(3.0) - 1e-9))
-    inner = h0 * 3.0 ** -np.arange(levels, 0, -1)
-    uniform, graded = _outer_edges(cfg, h0, cfg.gaussian_panel_sigmas)
-    half = np.concatenate([inner, uniform, graded])
-    half = np.unique(half[half <= cfg.x_max])
-    return np.concatenate([-half[::-1], [0.0], half])
-
-
-@functools.lru_cache(maxsize=None)
-def _gaussian_base(cfg: Composite):
-    """Nodes and line weights of the kink-free Gaussian grid in mirrored layout:
-    the negative half ascending, then the positive half descending (exact mirror
-    images, so that odd integrands at ``mu = 0`` cancel to the last bit)."""
-    edges = _gaussian_edges(cfg)
-    neg = edges[: edges.size // 2 + 1]  # -x_max .. 0
-    t, w = legendre01(cfg.gaussian_order)
-    a, b = neg[:-1, None], neg[1:, None]
-    x, wx = (a + (b - a) * t).ravel(), ((b - a) * w).ravel()
-    return np.concatenate([x, -x]), np.concatenate([wx, wx])
-
-
-@functools.lru_cache(maxsize=None)
-def _gaussian_panel_of(cfg: Composite) -> np.ndarray:
-    """For each node of :func:`_gaussian_base`, the index of its panel in :func:`_gaussian_edges`."""
-    edges = _gaussian_edges(cfg)
-    x, _ = _gaussian_base(cfg)
-    return (np.searchsorted(edges, x) - 1).astype(np.int32)
-
-
-@functools.lru_cache(maxsize=None)
-def _composite_nodes(cfg: Composite):
-    edges = _composite_edges(cfg)
-    t, w = _legendre(cfg.order)
-    a, b = edges[:-1, None], edges[1:, None]
-    x = 0.5 * (a + b) + 0.5 * (b - a) * t
-    return x.ravel(), (0.5 * (b - a) * w).ravel()
-
-
-@functools.lru_cache(maxsize=None)
 def _line(cfg: Composite, dtype_name: str) -> Line:
     eps = float(np.finfo(dtype_name).eps)
-    x_nodes, w_nodes = _composite_nodes(cfg)
+    x_nodes, w_nodes = composite_nodes(cfg)
     # Outer ladder +-2**k up to 2**48 (far enough that phi(x)/x has converged for
     # anything with an algebraic correction, small enough for float32 range).
     k_out = 48
@@ -532,7 +438,7 @@ def _line(cfg: Composite, dtype_name: str) -> Line:
     inner = np.array([[[idx(v) for v in lft], [idx(v) for v in rgt]] for lft, rgt in inner_pts], np.int32)
     kink_arr = np.asarray(kinks)
     split = np.any((pts[:-1, None] < kink_arr[None, :]) & (pts[1:, None] > kink_arr[None, :]), axis=1)
-    edges = _composite_edges(cfg)
+    edges = composite_edges(cfg)
     panels = np.searchsorted(pts, x_nodes.astype(dtype_name).astype(np.float64))
     panels = panels.astype(np.int32).reshape(-1, cfg.order)
     return Line(
@@ -579,7 +485,7 @@ def _cut_line(base_rule, kinks) -> Line:
     ladders, empty = kink_ladders(kinks, dtype)
     ladders = ladders[1:]  # 0's ladder is the base line's
     t, wl = legendre01(order)
-    edges = jnp.asarray(_composite_edges(base_rule), dtype)
+    edges = jnp.asarray(composite_edges(base_rule), dtype)
     xp, wp, ends, cut = _kink_pieces(edges, kinks, jnp.asarray(t, dtype), jnp.asarray(wl, dtype))
     # Pieces of width 0 (empty slots; a kink on a panel edge) are parked on the
     # leftmost point, -2**48: their zero-width intervals add nothing there, and
