@@ -99,7 +99,7 @@ def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
     with equal line weights (:meth:`jaxsig.quadrature.Composite.gaussian_nodes`).
     The sums of ``phi`` and ``phi'`` over them are taken as
     ``sum s (f_l + f_r) + (w_l - s) f_l + (w_r - s) f_r`` with ``s`` the smaller
-    weight (:func:`_mirrored_dot`), one product: at ``mu = 0`` the last two terms
+    weight (:func:`_weighted`): at ``mu = 0`` the last two terms
     vanish exactly and the first is exactly 0 for an odd integrand
     (``E[tanh(X)]``, ``E[relu'(X) - 1/2]``), not a few ulps of ``E|phi|``; away
     from ``mu = 0`` they round as the plain sum does.
@@ -114,11 +114,20 @@ def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
     s, m = sigma[..., None], mu[..., None]
     z2m1 = ((x - m) / s) ** 2 - 1.0
     if f0.ndim == 1:
-        (m1, stein), (g1, _) = _mirrored_dot(jnp.stack([f0, f1]), jnp.stack([w, w * (x - m) / (s * s)]), mirrored)
-        sq = _mirrored_dot(jnp.stack([f0 * f0, f1 * f1, (f1 * f1) ** 2, bad]), jnp.stack([w, w * z2m1]), 0)
-        (m2, d2, d4), dm2 = sq[:3, 0], sq[0, 1] / sigma
+        # phi and phi' share the mirrored products (their odd parts cancel
+        # exactly); the squares take one product each, with only the weights
+        # they need. Under vmap every stacked or concatenated copy of the
+        # values costs more than its product (2,000 rows x 8 sigmas:
+        # moments_batch 31 -> 27 ms against stacking all six and concatenating
+        # the mirrored halves).
+        (m1, stein), (g1, _) = _weighted(jnp.stack([f0, f1]), jnp.stack([w, w * (x - m) / (s * s)]), mirrored)
+        ((m2, dm2),), (d2,), (d4,), (n_bad,) = (
+            _weighted(v[None], u)
+            for v, u in ((f0 * f0, jnp.stack([w, w * z2m1])), (f1 * f1, w), ((f1 * f1) ** 2, w), (bad, w))
+        )
+        dm2 = dm2 / sigma
         # The weights are >= 0: their sum over the bad nodes is 0 exactly when all are.
-        finite = sq[3, 0] == 0
+        finite = n_bad == 0
     else:
         finite = jnp.sum(w * bad, axis=-1) == 0
         m1, g1, m2, d2, d4 = (jnp.sum(w * v, axis=-1) for v in (f0, f1, f0 * f0, f1 * f1, (f1 * f1) ** 2))
@@ -129,7 +138,7 @@ def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
     return Sums(m1, g1, m2, d2, d4, dm2, eta, finite, stein)
 
 
-def _mirrored_dot(v, w, h):
+def _weighted(v, w, h=0):
     """``v @ w^T`` over the node axis: ``v`` is ``(k, N)``, ``w`` is ``batch + (N,)``;
     returns ``(k,) + batch``. The first ``2 h`` nodes are mirrored pairs
     (:func:`sums`), summed as ``s (v_l + v_r) + (w_l - s) v_l + (w_r - s) v_r``
@@ -139,16 +148,20 @@ def _mirrored_dot(v, w, h):
     ``|w_l v_l| + |w_r v_r|``, so the sum rounds as the plain one does. (The
     even/odd split ``(w_l + w_r)/2 (v_l + v_r) + (w_l - w_r)/2 (v_l - v_r)``
     does not: at ``mu = -0.6, sigma = 0.05`` it gave ``E[relu'(X)] = 4e-17``,
-    not ``1.8e-33``, the cancellation of ``w_l v_r`` against itself.)"""
+    not ``1.8e-33``, the cancellation of ``w_l v_r`` against itself.)
+
+    As two products, ``(v_l + v_r) @ s^T`` over the pairs and ``v @ (w - s)^T``
+    over every node (``w - s`` is ``w_l - s, w_r - s`` on the pairs and ``w``
+    elsewhere, exactly 0 on the pairs at ``mu = 0``): the weights are
+    rearranged, never the values, which under ``vmap`` carry the batch axis."""
     batch, n = w.shape[:-1], w.shape[-1]
     w = w.reshape(-1, n)
-    if h:
-        vl, vr, vk = v[:, :h], v[:, h : 2 * h], v[:, 2 * h :]
-        wl, wr, wk = w[:, :h], w[:, h : 2 * h], w[:, 2 * h :]
-        s = jnp.where(jnp.abs(wl) <= jnp.abs(wr), wl, wr)
-        v = jnp.concatenate([vl + vr, vl, vr, vk], axis=1)
-        w = jnp.concatenate([s, wl - s, wr - s, wk], axis=1)
-    return dot(v, w.T).reshape((v.shape[0], *batch))
+    if not h:
+        return dot(v, w.T).reshape((v.shape[0], *batch))
+    wl, wr = w[:, :h], w[:, h : 2 * h]
+    s = jnp.where(jnp.abs(wl) <= jnp.abs(wr), wl, wr)
+    rest = jnp.concatenate([wl - s, wr - s, w[:, 2 * h :]], axis=1)
+    return (dot(v[:, :h] + v[:, h : 2 * h], s.T) + dot(v, rest.T)).reshape((v.shape[0], *batch))
 
 
 def statistics(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Moments:
