@@ -51,13 +51,13 @@ def test_g1_is_one_half_at_mu_zero():
 def test_odd_rows_sum_to_exactly_zero_at_mu_zero(dtype):
     # The mirrored pairs rearrange the weights, never the values
     # (jaxsig.core.gaussian._weighted): under vmap too, E[tanh(a X)] is exactly 0,
-    # not a few ulps of E|phi|, and E[X tanh(a X)] / sigma^2 (Stein) matches g1.
+    # not a few ulps of E|phi|; and g1 = a E[tanh'(a X)] matches single calls of tanh.
     act = jaxsig.Activation("tanh_a", lambda x, p: jnp.tanh(p["a"] * x), {"a": 1.0})
     m = moments_batch(act, {"a": BETAS.astype(dtype)}, SIGMAS.astype(dtype))
     assert np.asarray(m.m1).dtype == dtype
     np.testing.assert_array_equal(np.asarray(m.m1), 0.0)
     for i, a in enumerate(BETAS):
-        one = jaxsig.moments("tanh", (a * SIGMAS).astype(dtype))  # E[tanh'(aX)] a = a g1_tanh(a sigma)
+        one = jaxsig.moments("tanh", (a * SIGMAS).astype(dtype))
         np.testing.assert_allclose(np.asarray(m.g1)[i], a * np.asarray(one.g1), rtol=64 * np.finfo(dtype).eps)
 
 
