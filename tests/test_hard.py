@@ -251,6 +251,33 @@ def test_an_undeclared_kink_is_found_and_declaring_it_restores_accuracy():
     assert float(s2.g1) == pytest.approx(exact_g1, abs=1e-15)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "phi, kinks",
+    [
+        # Hard swish written with jnp.clip: phi' = (2x + 3)/6 on [-3, 3] jumps by
+        # -1/2 at -3 and at 3, against the sign of phi'' = 1/3 beside it.
+        (lambda x: x * jnp.clip(x + 3.0, 0.0, 6.0) / 6.0, (-3.0, 3.0)),
+        # ELU with alpha = 2 moved to 0.3: phi' rises to 2, then drops to 1.
+        (lambda x: jnp.where(x > 0.3, x - 0.3, 2.0 * jnp.expm1(jnp.minimum(x - 0.3, 0.0))), (0.3,)),
+    ],
+    ids=["hard_swish_clip", "elu2_shifted"],
+)
+def test_an_undeclared_jump_of_the_slope_counts_in_full_in_tv(phi, kinks, dtype):
+    # Both have TV(phi') = 3. Summing the signed steps sign(phi'') (phi'(b) - phi'(a))
+    # across the interval that holds a jump subtracted the jump: tv was 1.0.
+    # That interval now counts |phi'(b) - phi'(a)|: within O(h) of 3 (the slope
+    # inside it is mixed with the jump), and flagged. Declared, the kinks give 3.
+    with pytest.warns(UserWarning, match="phi' appears to jump near"):
+        s, aux = jaxsig.signature_with_aux(phi, jnp.asarray(1.0, dtype))
+    assert 2.97 < float(s.tv) <= 3.0
+    assert int(aux.status.tv) == limits.APPROXIMATE
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s2 = jaxsig.signature(jaxsig.Activation("declared", phi, None, kinks), jnp.asarray(1.0, dtype))
+    assert float(s2.tv) == pytest.approx(3.0, rel=1e-6 if dtype == "float32" else 1e-13)
+
+
 def test_oscillation_the_grid_does_not_resolve_is_flagged():
     # E[sin(X)^2] = (1 - exp(-2 sigma^2)) / 2. At sigma = 20 the default Gaussian
     # grid's outer panels hold many periods: the result is flagged, never silent,

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsig.core import kinks as _kinks
 from jaxsig.core import limits, quadrature
 from jaxsig.core._numerics import HIGHEST as _HIGHEST
 from jaxsig.core._numerics import derivatives, first_true
@@ -244,17 +245,25 @@ def total_variation(line, x, f0, f1, f2, peak, dtype):
     refined by the extrema of ``phi'``, so the sum is exact on monotone pieces.
     ``f0`` (``phi``) sets the scale of the rounding noise of ``phi'`` for the
     test of whether the panels resolve it (:func:`unresolved_panels`; where they
-    do not, the status is ``APPROXIMATE``).
+    do not, the status is ``APPROXIMATE``). On an interval where ``phi'`` jumps
+    although no kink is declared (:func:`jaxsig.core.kinks.jump_intervals`) the
+    absolute step counts (the jump in full, the slope beside it to ``O(h)``),
+    and the status is ``APPROXIMATE``.
     """
     eps = _eps(dtype)
+    jumps = _kinks.jump_intervals(x, f1, f2, line.split, line.x_max, dtype)
     ok, f1, (fa, fb, da, db), split = _intervals(line, f1, f2)
     # On an interval where phi'' keeps its sign phi' is monotone, and its
     # variation is the signed step sign(phi'') (phi'(b) - phi'(a)): over a run of
     # such intervals it telescopes to |phi'(end) - phi'(start)|, so rounding noise
     # in phi' (float32: ~1e-7 at each of ~1,000 points) cancels instead of adding
     # up as |steps| would. Turning intervals and kinks keep the absolute steps.
+    # An interval where phi' jumps although no kink is declared (hard swish written
+    # with jnp.clip; the test of kinks.undeclared_kinks) is no monotone piece:
+    # the signed step would subtract the jump where it goes against phi''. It
+    # counts |phi'(b) - phi'(a)|: the jump in full, the slope beside it to O(h).
     direction = jnp.sign(da + db)
-    signed = (da * db >= 0) & (direction != 0) & ~split
+    signed = (da * db >= 0) & (direction != 0) & ~split & ~jumps
     v = jnp.where(signed, direction * (fb - fa), jnp.abs(peak - fa) + jnp.abs(fb - peak))
     cum = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(v)])
     # Every ladder at once, trimmed to a common length. Outward (+-2**k) and
@@ -297,6 +306,8 @@ def total_variation(line, x, f0, f1, f2, peak, dtype):
     f0 = jnp.where(jnp.isfinite(f0), f0, 0.0)
     noise_f1 = 8 * eps * (jnp.abs(f1) + jnp.abs(f0))
     rough = jnp.any(unresolved_panels(legendre_coefficients(f1, line, dtype), noise_f1, line, dtype))
+    # So is the slope inside an interval that holds an undeclared jump: O(h).
+    rough = rough | jnp.any(jumps)
     status = jnp.where(finite & rough & (status < limits.APPROXIMATE), limits.APPROXIMATE, status)
     return jnp.where(finite, jnp.sum(v) + extra, jnp.inf), status
 
