@@ -211,8 +211,8 @@ def _affine(x, p):
 
 @settings(max_examples=12, deadline=None)
 @given(
-    # |b| < 1e3 eps is reported as slope 0 (indistinguishable from sublinear
-    # growth; README, limits), so the slopes drawn are 0 or at least 1e-9.
+    # |b| < 1e3 eps max|phi(x)/x| is reported as slope 0 (indistinguishable from
+    # sublinear growth; README, limits), so the slopes drawn are 0 or at least 1e-9.
     a=st.floats(-3, 3),
     b=st.one_of(st.just(0.0), st.floats(1e-9, 2), st.floats(-2, -1e-9)),
     k=st.floats(0.2, 3),
@@ -234,6 +234,35 @@ def test_affine_and_scaling_laws(a, b, k, sigma, mu):
     scaled = jaxsig.signature(_affine, sigma, mu=mu, params=dict(k=k, a=0.0, b=0.0))
     for f, power in dict(m1=1, g1=1, g2=1, m2=2, eta=2, tv=1, c=1).items():
         assert_close(getattr(scaled, f), float(getattr(base, f)) * k**power, 1e-11, f)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scale", [1e-14, 1e-6, 1e9])
+@pytest.mark.parametrize("name", ["softplus", "sin", "tanh", "leaky_relu"])
+def test_far_from_unit_scale_the_line_functionals_scale_with_phi(name, scale, dtype):
+    # The slopes, intercepts, tv, c, b, the growth class and every status of
+    # a phi are a times those of phi. The limits' tolerances have a floor at unit
+    # scale: 1e-14 softplus had slope 0 and c = inf, 1e9 sin(x) slope 2.6e-5
+    # and growth A1, 1e-14 sin(x) a finite intercept.
+    act = jaxsig.activations.get(name)
+    if act.params is None:
+        scaled = jaxsig.Activation(f"{scale} {name}", lambda x: scale * act.fn(x), None, act.kinks)
+    else:
+        scaled = jaxsig.Activation(f"{scale} {name}", lambda x, p: scale * act.fn(x, p), act.params, act.kinks)
+    one = jnp.asarray(1.0, dtype)
+    s0, aux0 = jaxsig.signature_with_aux(act, one)
+    s1, aux1 = jaxsig.signature_with_aux(scaled, one)
+    assert [np.asarray(v).tolist() for v in aux1.status] == [np.asarray(v).tolist() for v in aux0.status]
+    assert int(aux1.growth) == int(aux0.growth)
+    rtol = 2e-6 if dtype == "float32" else 1e-12
+    for f in ("alpha_plus", "alpha_minus", "tv", "c", "beta_plus", "beta_minus", "b"):
+        got = float(getattr(s1, f) if f in s1._fields else getattr(aux1, f))
+        want = float(getattr(s0, f) if f in s0._fields else getattr(aux0, f))
+        if not math.isfinite(want):
+            assert got == want or (math.isnan(got) and math.isnan(want)), f
+        else:
+            # Intercepts that vanish are zero to rounding on the scale of phi.
+            assert got == pytest.approx(scale * want, rel=rtol, abs=64 * scale * float(jnp.finfo(dtype).eps)), f
 
 
 def _rescaled(x, p):

@@ -60,6 +60,31 @@ def eps(dtype) -> float:
     return float(jnp.finfo(dtype).eps)
 
 
+#: :func:`unit_scale` leaves a function alone when its scale is within this many
+#: octaves of 1 (every registered activation), so that their numbers do not move.
+SCALE_OCTAVES = 16
+
+
+def unit_scale(x, f, fallback=None):
+    """A power of two ``2**k`` near the scale of ``f`` sampled at ``x``: ``max |f|``
+    over ``1/16 <= |x| <= 8`` (away from 0, where ``f`` may be singular, as
+    ``phi'`` of ``sqrt|x|``; ``max |fallback|`` there if ``f`` vanishes), and ``1``
+    where that is within ``2**+-SCALE_OCTAVES`` of 1, zero, or not finite.
+
+    Tolerances with a floor at unit scale (``1e-6 (1 + |f|)``) hold for ``f / 2**k``
+    whatever the scale of ``f``; the division is exact. Carries no gradient."""
+    core = (jnp.abs(x) >= 0.0625) & (jnp.abs(x) <= 8.0)
+
+    def peak(v):
+        return jnp.max(jnp.where(core & jnp.isfinite(v), jnp.abs(v), 0.0))
+
+    size = peak(f) if fallback is None else jnp.where(peak(f) > 0, peak(f), peak(fallback))
+    size = jax.lax.stop_gradient(size)
+    k = jnp.round(jnp.log2(jnp.where(size > 0, size, 1.0)))
+    k = jnp.where(jnp.isfinite(k) & (jnp.abs(k) > SCALE_OCTAVES), k, 0.0)
+    return jnp.exp2(k).astype(x.dtype)
+
+
 def safe_div(num, den, fallback=0.0):
     """``num / den``, and ``fallback`` where ``den == 0``.
 

@@ -87,9 +87,14 @@ def slopes(line, x, f0, dtype) -> Slopes:
     alpha_lim, level = limits.ladder_limits((slope, noise), (fs, eps * jnp.abs(fs)), rtol=(1e3 * eps, 64 * eps))
     alpha, alpha_status = alpha_lim.value, alpha_lim.status
     # phi(x)/x -> 0 at the end of the ladder: bounded or sublinear (sin x,
-    # tanh); report the slope as exactly 0.
-    vanishing = jnp.abs(fs[:, -1] / xs[:, -1]) <= 1e3 * eps
-    zero = vanishing | (jnp.abs(alpha) <= 1e3 * eps)
+    # tanh); report the slope as exactly 0. "Zero" is relative to the side's
+    # scale of slopes, max |phi(x)/x| over its rungs, so that the slope of
+    # a phi is a times that of phi (1e9 sin x is bounded; 1e-14 softplus has
+    # slope 1e-14).
+    ratio = jnp.abs(fs / xs)
+    scale = jnp.max(jnp.where(jnp.isfinite(ratio), ratio, 0.0), axis=1)
+    vanishing = ratio[:, -1] <= 1e3 * eps * scale
+    zero = vanishing | (jnp.abs(alpha) <= 1e3 * eps * scale)
     alpha = jnp.where(zero, 0.0, alpha)
     alpha_status = jnp.where(zero, limits.CONVERGED, alpha_status)
     a_fin = jnp.where(jnp.isfinite(alpha), alpha, 0.0)[:, None]

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsig.core._numerics import eps as _eps
+from jaxsig.core._numerics import unit_scale
 
 __all__ = ["REACH", "Singularities", "singularities", "undeclared_kinks", "steps", "jump_intervals"]
 
@@ -162,13 +163,16 @@ def jump_intervals(x, f, df, split, x_max, dtype):
     """The mask of intervals ``[x_i, x_{i+1}]`` of a line where ``f`` steps by more
     than its derivative ``df`` allows: ``|f(b) - f(a)| > 8 h max(|df(a)|, |df(b)|)
     + 64 eps (|f(a)| + |f(b)|)`` and ``> 1e-6 (1 + |f(a)| + |f(b)|)``, inside
-    ``|x| <= x_max`` (static, as ``dtype``) and outside the intervals ``split``
+    ``|x| <= x_max`` (static, as ``dtype``; ``f`` and ``df`` divided by
+    :func:`~jaxsig.core._numerics.unit_scale` of ``f``) and outside the intervals ``split``
     marks (``Line.split``: those that hold a declared kink; ``False``: none).
     With ``(phi', phi'')`` the test of :func:`undeclared_kinks`, with
     ``(phi, phi')`` that of :func:`steps`."""
     eps = _eps(dtype)
     h = x[1:] - x[:-1]
-    fa, fb, da, db = f[:-1], f[1:], df[:-1], df[1:]
+    # The floor 1e-6 (1 + ...) is at unit scale: f far from it is brought there.
+    unit = unit_scale(x, f)
+    fa, fb, da, db = f[:-1] / unit, f[1:] / unit, df[:-1] / unit, df[1:] / unit
     ok = jnp.isfinite(fa) & jnp.isfinite(fb) & jnp.isfinite(da) & jnp.isfinite(db)
     step = jnp.abs(fb - fa)
     smooth_bound = 8.0 * h * jnp.maximum(jnp.abs(da), jnp.abs(db)) + 64 * eps * (jnp.abs(fa) + jnp.abs(fb))

@@ -56,7 +56,7 @@ from jaxsig.core._checks import (
     warn_unresolved,
 )
 from jaxsig.core._compile import stage
-from jaxsig.core._numerics import derivatives, is_concrete
+from jaxsig.core._numerics import derivatives, is_concrete, unit_scale
 from jaxsig.core._validate import check_range, working_dtype
 from jaxsig.core.gaussian import Moments
 
@@ -444,13 +444,21 @@ def _gaussian(rule, sigma, mu, grid, at_nodes, line, on_line):
 
 @stage(optimize=False)
 def _line_functionals(line, on: _OnLine) -> _LineFunctionals:
-    x, f0, dtype = line.x, on.f0, line.x.dtype
+    x, dtype = line.x, line.x.dtype
+    # The limits' tolerances have a floor at unit scale (limits.ladder_limit),
+    # so a phi far from it (1e-14 softplus, 1e9 sin x) is first brought to it
+    # by an exact power of two, and the results scaled back: the slopes, tv and
+    # c of a phi are then a times those of phi.
+    unit = unit_scale(x, on.f1, on.f0)
+    f0, f1, f2, peak = (v / unit for v in (on.f0, on.f1, on.f2, on.peak))
     slopes = functionals.slopes(line, x, f0, dtype)
-    tv, tv_status = functionals.total_variation(line, x, f0, on.f1, on.f2, on.peak, dtype)
+    tv, tv_status = functionals.total_variation(line, x, f0, f1, f2, peak, dtype)
     tv_status = jnp.where(on.capped & (tv_status < limits.APPROXIMATE), limits.APPROXIMATE, tv_status)
     c, b, b_plus, b_minus, c_status = functionals.tail_compensation(line, x, f0, slopes, dtype)
     growth = functionals.growth_class(line, x, f0, slopes)
-    return _LineFunctionals(slopes, tv, tv_status, c, b, b_plus, b_minus, c_status, growth)
+    slopes = slopes._replace(**{k: unit * getattr(slopes, k) for k in slopes._fields[:4]})
+    c, b, b_plus, b_minus = (unit * v for v in (c, b, b_plus, b_minus))
+    return _LineFunctionals(slopes, unit * tv, tv_status, c, b, b_plus, b_minus, c_status, growth)
 
 
 @stage
