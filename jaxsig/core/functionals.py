@@ -60,7 +60,7 @@ class Slopes(NamedTuple):
     beta_status: jax.Array
 
 
-def slopes(line, x, f0, dtype) -> Slopes:
+def slopes(line, x, f0, dtype, unit=1.0) -> Slopes:
     """Slopes ``alpha_+- = lim phi(x)/x`` and intercepts ``beta_+- = lim (phi(x) - alpha_+- x)``
     as ``x -> +-inf``, from the dyadic ladders ``x_k = +-2**k``.
 
@@ -74,6 +74,8 @@ def slopes(line, x, f0, dtype) -> Slopes:
       ``2**-48``.
 
     Both sides at once: row 0 is ``x = +2**k``, row 1 is ``x = -2**k``.
+    ``unit``: the scale of ``phi`` (:func:`jaxsig.core._numerics.unit_scale`),
+    below which the limits' tolerances are absolute.
     """
     eps = _eps(dtype)
     # Intercepts need phi(x) - alpha x without catastrophic cancellation: stop
@@ -84,7 +86,9 @@ def slopes(line, x, f0, dtype) -> Slopes:
     dx = xs[:, 1:] - xs[:, :-1]
     slope = jnp.where(jnp.isinf(fs[:, 1:]), fs[:, 1:] * jnp.sign(dx), (fs[:, 1:] - fs[:, :-1]) / dx)
     noise = eps * (jnp.abs(fs[:, 1:]) + jnp.abs(fs[:, :-1])) / jnp.abs(dx)
-    alpha_lim, level = limits.ladder_limits((slope, noise), (fs, eps * jnp.abs(fs)), rtol=(1e3 * eps, 64 * eps))
+    alpha_lim, level = limits.ladder_limits(
+        (slope, noise), (fs, eps * jnp.abs(fs)), rtol=(1e3 * eps, 64 * eps), unit=unit
+    )
     alpha, alpha_status = alpha_lim.value, alpha_lim.status
     # phi(x)/x -> 0 at the end of the ladder: bounded or sublinear (sin x,
     # tanh); report the slope as exactly 0. "Zero" is relative to the side's
@@ -100,7 +104,7 @@ def slopes(line, x, f0, dtype) -> Slopes:
     a_fin = jnp.where(jnp.isfinite(alpha), alpha, 0.0)[:, None]
     r = fs[:, :k_beta] - a_fin * xs[:, :k_beta]
     rnoise = eps * (jnp.abs(fs[:, :k_beta]) + jnp.abs(a_fin * xs[:, :k_beta]))
-    beta_lim = limits.ladder_limit(r, rnoise, rtol=64 * eps, refine=True)
+    beta_lim = limits.ladder_limit(r, rnoise, rtol=64 * eps, refine=True, unit=unit)
     beta_value = jnp.where(zero, level.value, beta_lim.value)
     beta_stat = jnp.where(zero, level.status, beta_lim.status)
     # With an infinite slope the intercept is the limit of phi itself.
@@ -243,7 +247,7 @@ def extrema_of_slope(f, line, x, f1, f2):
     return _polish_extrema(f, x, h, t, turn, jnp.where(turn, peak, fa)), capped
 
 
-def total_variation(line, x, f0, f1, f2, peak, dtype):
+def total_variation(line, x, f0, f1, f2, peak, dtype, unit=1.0):
     """``TV(phi')`` over R: refined partition sum, tails tested and extrapolated.
 
     ``peak`` is :func:`extrema_of_slope`'s output: the partition is the line
@@ -253,10 +257,10 @@ def total_variation(line, x, f0, f1, f2, peak, dtype):
     do not, the status is ``APPROXIMATE``). On an interval where ``phi'`` jumps
     although no kink is declared (:func:`jaxsig.core.kinks.jump_intervals`) the
     absolute step counts (the jump in full, the slope beside it to ``O(h)``),
-    and the status is ``APPROXIMATE``.
+    and the status is ``APPROXIMATE``. ``unit``: as in :func:`slopes`.
     """
     eps = _eps(dtype)
-    jumps = _kinks.jump_intervals(x, f1, f2, line.split, line.x_max, dtype)
+    jumps = _kinks.jump_intervals(x, f1, f2, line.split, line.x_max, dtype, unit)
     ok, f1, (fa, fb, da, db), split = _intervals(line, f1, f2)
     # On an interval where phi'' keeps its sign phi' is monotone, and its
     # variation is the signed step sign(phi'') (phi'(b) - phi'(a)): over a run of
@@ -290,7 +294,7 @@ def total_variation(line, x, f0, f1, f2, peak, dtype):
     left, right = line.inner[:, 0], line.inner[:, 1]
     sides = f1[jnp.concatenate([left, right])]
     lim_all, one_sided = limits.ladder_limits(
-        (seq, noise), (sides, 8 * eps * jnp.abs(sides)), rtol=1e3 * eps, monotone=(True, False)
+        (seq, noise), (sides, 8 * eps * jnp.abs(sides)), rtol=1e3 * eps, monotone=(True, False), unit=unit
     )
     lim = lim_all.value
     finite = jnp.all(ok) & jnp.all(jnp.isfinite(lim))
@@ -511,8 +515,9 @@ def _reliable_window(a_abs, a_sgn, a_noise, eps):
     return w_abs, w_sgn, (end < n - 1) & unsettled & power_law
 
 
-def tail_compensation(line, x, f0, slopes, dtype):
-    """``c`` (absolute) and the signed areas ``b_+``, ``b_-`` over dyadic shells."""
+def tail_compensation(line, x, f0, slopes, dtype, unit=1.0):
+    """``c`` (absolute) and the signed areas ``b_+``, ``b_-`` over dyadic shells.
+    ``unit``: as in :func:`slopes`."""
     eps = _eps(dtype)
     alpha_p, alpha_m, beta_p, beta_m = slopes[:4]
     right = x > 0
@@ -547,7 +552,13 @@ def tail_compensation(line, x, f0, slopes, dtype):
     a_abs = _dot(masks, abs_w) + _dot(pmask, correction)
     a_sgn = _dot(masks, w * g)
     c_lim, b_lim = limits.ladder_limits(
-        (a_abs, eps * a_abs), (a_sgn, eps * a_abs), rtol=1e3 * eps, monotone=(True, False), window=2, accelerate=True
+        (a_abs, eps * a_abs),
+        (a_sgn, eps * a_abs),
+        rtol=1e3 * eps,
+        monotone=(True, False),
+        window=2,
+        accelerate=True,
+        unit=unit,
     )
     c_pm, b_pm = c_lim.value, b_lim.value
     if eps > _FLOAT64_EPS_MAX:

@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxsig.core._numerics import eps as _eps
-from jaxsig.core._numerics import unit_scale
 
 __all__ = ["REACH", "Singularities", "singularities", "undeclared_kinks", "steps", "jump_intervals"]
 
@@ -99,7 +98,7 @@ def singularities(v0, v1) -> Singularities:
 REACH = 9.0
 
 
-def undeclared_kinks(line, x, f1, f2, sigma, mu):
+def undeclared_kinks(line, x, f1, f2, sigma, mu, unit=1.0):
     """Where ``phi'`` jumps although no kink is declared, and whether the Gaussian
     density at each ``(sigma, mu)`` reaches it.
 
@@ -107,7 +106,7 @@ def undeclared_kinks(line, x, f1, f2, sigma, mu):
     ``|int phi''| <= h max |phi''|``; a jump does not shrink with ``h``. An
     interval inside the grid (``|x| <= x_max``) is flagged when
     ``|phi'(b) - phi'(a)| > 8 h max(|phi''(a)|, |phi''(b)|) + 64 eps (|phi'(a)| + |phi'(b)|)``
-    and ``|phi'(b) - phi'(a)| > 1e-6 (1 + |phi'(a)| + |phi'(b)|)`` (a visible jump;
+    and ``|phi'(b) - phi'(a)| > 1e-6 (unit + |phi'(a)| + |phi'(b)|)`` (a visible jump;
     :func:`jump_intervals`). Declared kinks (and 0) are excluded. A feature
     narrower than the node spacing with a large ``phi'''`` can be flagged too, and
     so can oscillation that the line's graded tail panels do not resolve
@@ -121,12 +120,12 @@ def undeclared_kinks(line, x, f1, f2, sigma, mu):
       and the midpoint of the first flagged interval within reach of any
       ``(sigma, mu)`` (``NaN`` if none).
     """
-    flagged = jump_intervals(x, f1, f2, line.split, line.x_max, x.dtype)
+    flagged = jump_intervals(x, f1, f2, line.split, line.x_max, x.dtype, unit)
     found, first = _within_reach(flagged, x, sigma, mu)
     return found, jnp.where(first >= 0, 0.5 * (x[first] + x[first + 1]), jnp.nan)
 
 
-def steps(line, x, f0, f1, sigma, mu):
+def steps(line, x, f0, f1, sigma, mu, unit=1.0):
     """Where ``phi`` itself jumps: the test of :func:`undeclared_kinks` one
     derivative lower (``|phi(b) - phi(a)| > 8 h max(|phi'(a)|, |phi'(b)|) + ...``),
     at declared kinks too, for ``phi`` must be continuous everywhere.
@@ -140,7 +139,7 @@ def steps(line, x, f0, f1, sigma, mu):
       within its reach, and the ends of the first flagged interval on the line
       (``NaN`` if none).
     """
-    flagged = jump_intervals(x, f0, f1, False, line.x_max, x.dtype)
+    flagged = jump_intervals(x, f0, f1, False, line.x_max, x.dtype, unit)
     found, _ = _within_reach(flagged, x, sigma, mu)
     first, any_step = jnp.argmax(flagged), jnp.any(flagged)
     return found, jnp.where(any_step, x[first], jnp.nan), jnp.where(any_step, x[first + 1], jnp.nan)
@@ -159,24 +158,23 @@ def _within_reach(flagged, x, sigma, mu):
     return found, jnp.where(jnp.any(reached), jnp.argmax(reached), -1)
 
 
-def jump_intervals(x, f, df, split, x_max, dtype):
+def jump_intervals(x, f, df, split, x_max, dtype, unit=1.0):
     """The mask of intervals ``[x_i, x_{i+1}]`` of a line where ``f`` steps by more
     than its derivative ``df`` allows: ``|f(b) - f(a)| > 8 h max(|df(a)|, |df(b)|)
-    + 64 eps (|f(a)| + |f(b)|)`` and ``> 1e-6 (1 + |f(a)| + |f(b)|)``, inside
-    ``|x| <= x_max`` (static, as ``dtype``; ``f`` and ``df`` divided by
-    :func:`~jaxsig.core._numerics.unit_scale` of ``f``) and outside the intervals ``split``
+    + 64 eps (|f(a)| + |f(b)|)`` and ``> 1e-6 (unit + |f(a)| + |f(b)|)``, inside
+    ``|x| <= x_max`` (static, as ``dtype``) and outside the intervals ``split``
     marks (``Line.split``: those that hold a declared kink; ``False``: none).
     With ``(phi', phi'')`` the test of :func:`undeclared_kinks`, with
-    ``(phi, phi')`` that of :func:`steps`."""
+    ``(phi, phi')`` that of :func:`steps`. ``unit``: the scale of ``phi``
+    (:func:`jaxsig.core._numerics.unit_scale`), so that the test of ``a phi`` is
+    that of ``phi``."""
     eps = _eps(dtype)
     h = x[1:] - x[:-1]
-    # The floor 1e-6 (1 + ...) is at unit scale: f far from it is brought there.
-    unit = unit_scale(x, f)
-    fa, fb, da, db = f[:-1] / unit, f[1:] / unit, df[:-1] / unit, df[1:] / unit
+    fa, fb, da, db = f[:-1], f[1:], df[:-1], df[1:]
     ok = jnp.isfinite(fa) & jnp.isfinite(fb) & jnp.isfinite(da) & jnp.isfinite(db)
     step = jnp.abs(fb - fa)
     smooth_bound = 8.0 * h * jnp.maximum(jnp.abs(da), jnp.abs(db)) + 64 * eps * (jnp.abs(fa) + jnp.abs(fb))
     body = jnp.abs(x) <= x_max
     inside = body[:-1] & body[1:]
     flagged = ok & inside & ~jnp.asarray(split) & (step > smooth_bound)
-    return flagged & (step > 1e-6 * (1.0 + jnp.abs(fa) + jnp.abs(fb)))
+    return flagged & (step > 1e-6 * (unit + jnp.abs(fa) + jnp.abs(fb)))

@@ -143,14 +143,14 @@ class LadderLimit(NamedTuple):
 
 
 def ladder_limit(
-    a, noise, *, rtol, monotone=False, window: int = 3, accelerate: bool = False, refine: bool = False
+    a, noise, *, rtol, monotone=False, window: int = 3, accelerate: bool = False, refine: bool = False, unit=1.0
 ) -> LadderLimit:
     """Limit of ``a[..., k]`` as ``k`` grows, or a verdict that there is none.
 
     Args:
       a: sequence along the last axis (at least ``window + 2`` terms).
       noise: rounding-noise scale of each term, same shape as ``a``.
-      rtol: differences below ``rtol * (1 + |a_K|)`` also count as converged
+      rtol: differences below ``rtol * (unit + |a_K|)`` also count as converged
         (broadcast against ``a[..., :1]``: one per row is allowed).
       monotone: ``a`` is non-decreasing by construction (cumulative sums of
         non-negative terms): then a sequence that neither converges nor shrinks
@@ -163,6 +163,10 @@ def ladder_limit(
         rungs before the noise floor (:func:`_accelerated`): what intercepts need.
         Each roughly doubles the compiled size of the call, so both are off by
         default.
+      unit: the scale of the sequence's terms below which ``rtol`` is absolute
+        (broadcast like ``rtol``): ``1`` for a function of unit scale;
+        :func:`jaxsig.core._numerics.unit_scale` for one far from it, so that
+        the verdicts on ``a phi`` are those on ``phi``.
 
     Returns:
       :class:`LadderLimit`, batched over the leading axes.
@@ -173,7 +177,7 @@ def ladder_limit(
     blown = jnp.where(jnp.isfinite(a), 0.0, jnp.nan_to_num(jnp.sign(a)))
     a = jnp.where(jnp.isfinite(a), a, 0.0)
     d = jnp.diff(a, axis=-1)
-    scale = 1.0 + jnp.abs(a[..., -1:])
+    scale = unit + jnp.abs(a[..., -1:])
     tol = 4.0 * (noise[..., 1:] + noise[..., :-1]) + rtol * scale + jnp.finfo(a.dtype).tiny
     small = jnp.abs(d) <= tol
     converged = jnp.all(small[..., -window:], axis=-1)
@@ -269,14 +273,16 @@ def _steady(rho):
     return (jnp.abs(rho[..., 1:] - rho[..., :-1]) <= 0.05 * jnp.abs(rho[..., 1:])) & (jnp.abs(rho[..., 1:]) < R_MAX)
 
 
-def ladder_limits(*rows, rtol, monotone=False, window: int = 3, accelerate: bool = False) -> list[LadderLimit]:
+def ladder_limits(
+    *rows, rtol, monotone=False, window: int = 3, accelerate: bool = False, unit=1.0
+) -> list[LadderLimit]:
     """:func:`ladder_limit` of several sequences in one program.
 
     Each ladder call compiles to a few hundred operations; limits that do not
     depend on each other share one set of fused kernels (the signature's
     assembly: 312 fusions against 345 with separate calls). ``rows`` are
     ``(a, noise)`` pairs of any leading shapes and lengths; ``rtol`` and
-    ``monotone`` are scalars or one per pair. Shorter sequences are padded at
+    ``monotone`` are scalars or one per pair; ``unit`` a scalar (array) for all. Shorter sequences are padded at
     the front with their first term and infinite noise, which no verdict or
     choice of term reads (the verdicts look at the last terms; a term with
     infinite noise is never the least noisy).
@@ -306,6 +312,7 @@ def ladder_limits(*rows, rtol, monotone=False, window: int = 3, accelerate: bool
         monotone=np.concatenate(row_monotone),
         window=window,
         accelerate=accelerate,
+        unit=unit,
     )
     bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
     return [

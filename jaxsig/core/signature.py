@@ -378,6 +378,11 @@ class _OnLine(NamedTuple):
       peak: per interval of ``line.x``, the extremum of ``phi'`` inside it
         (Newton-polished) where ``phi''`` changes sign, else ``phi'`` at its left end.
       capped: more turning intervals than the polished slots.
+      unit: a power of two near the scale of ``phi``
+        (:func:`jaxsig.core._numerics.unit_scale`; 1 for every registered
+        activation). The limits' tolerances and the jump tests are absolute
+        below it, so that the slopes, ``tv`` and ``c`` of ``a phi`` are ``a``
+        times those of ``phi`` (``1e-14 softplus``, ``1e9 sin x``).
     """
 
     f0: jax.Array
@@ -385,6 +390,7 @@ class _OnLine(NamedTuple):
     f2: jax.Array
     peak: jax.Array
     capped: jax.Array
+    unit: jax.Array
 
 
 class _LineFunctionals(NamedTuple):
@@ -426,7 +432,7 @@ def _sample(act, points: gaussian.Points, line):
     ``phi'``, Newton-polished) and on the Gaussian grid."""
     x = line.x
     f0, f1, f2 = derivatives(act, x, 2)
-    on_line = _OnLine(f0, f1, f2, *functionals.extrema_of_slope(act, line, x, f1, f2))
+    on_line = _OnLine(f0, f1, f2, *functionals.extrema_of_slope(act, line, x, f1, f2), unit_scale(act, x))
     return on_line, gaussian.sample(act, points)
 
 
@@ -437,28 +443,20 @@ def _gaussian(rule, sigma, mu, grid, at_nodes, line, on_line):
     (within the density's reach, which the statuses account for)."""
     # A jump of phi' at no declared kink costs the Gaussian sums that reach it
     # their order; a jump of phi (or a transition narrower than the line) more.
-    undeclared = _kinks.undeclared_kinks(line, line.x, on_line.f1, on_line.f2, sigma, mu)
-    step = _kinks.steps(line, line.x, on_line.f0, on_line.f1, sigma, mu)
+    undeclared = _kinks.undeclared_kinks(line, line.x, on_line.f1, on_line.f2, sigma, mu, on_line.unit)
+    step = _kinks.steps(line, line.x, on_line.f0, on_line.f1, sigma, mu, on_line.unit)
     return _gaussian_part(rule, sigma, mu, grid, at_nodes, undeclared=undeclared[0] | step[0]), (undeclared, step)
 
 
 @stage(optimize=False)
 def _line_functionals(line, on: _OnLine) -> _LineFunctionals:
-    x, dtype = line.x, line.x.dtype
-    # The limits' tolerances have a floor at unit scale (limits.ladder_limit),
-    # so a phi far from it (1e-14 softplus, 1e9 sin x) is first brought to it
-    # by an exact power of two, and the results scaled back: the slopes, tv and
-    # c of a phi are then a times those of phi.
-    unit = unit_scale(x, on.f1, on.f0)
-    f0, f1, f2, peak = (v / unit for v in (on.f0, on.f1, on.f2, on.peak))
-    slopes = functionals.slopes(line, x, f0, dtype)
-    tv, tv_status = functionals.total_variation(line, x, f0, f1, f2, peak, dtype)
+    x, f0, dtype, unit = line.x, on.f0, line.x.dtype, on.unit
+    slopes = functionals.slopes(line, x, f0, dtype, unit)
+    tv, tv_status = functionals.total_variation(line, x, f0, on.f1, on.f2, on.peak, dtype, unit)
     tv_status = jnp.where(on.capped & (tv_status < limits.APPROXIMATE), limits.APPROXIMATE, tv_status)
-    c, b, b_plus, b_minus, c_status = functionals.tail_compensation(line, x, f0, slopes, dtype)
+    c, b, b_plus, b_minus, c_status = functionals.tail_compensation(line, x, f0, slopes, dtype, unit)
     growth = functionals.growth_class(line, x, f0, slopes)
-    slopes = slopes._replace(**{k: unit * getattr(slopes, k) for k in slopes._fields[:4]})
-    c, b, b_plus, b_minus = (unit * v for v in (c, b, b_plus, b_minus))
-    return _LineFunctionals(slopes, unit * tv, tv_status, c, b, b_plus, b_minus, c_status, growth)
+    return _LineFunctionals(slopes, tv, tv_status, c, b, b_plus, b_minus, c_status, growth)
 
 
 @stage
