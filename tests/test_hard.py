@@ -278,6 +278,33 @@ def test_an_undeclared_jump_of_the_slope_counts_in_full_in_tv(phi, kinks, dtype)
     assert float(s2.tv) == pytest.approx(3.0, rel=1e-6 if dtype == "float32" else 1e-13)
 
 
+@pytest.mark.parametrize("k, rtol", [(0.01, 5e-4), (0.001, 0.1)])
+def test_a_remainder_longer_than_the_grid_is_estimated_not_divergent(k, rtol):
+    # c(tanh(k x)) = 2 ln 2 / k. For k <= 0.01 the remainder 1 - tanh(k x) is
+    # still above 4e-5 at x_max = 512: the shells shrink without settling and c
+    # was inf (DIVERGENT). The rest is now the trapezoid sum over the rungs 2^k
+    # beyond the grid: a rough estimate, flagged, and a wider grid resolves it.
+    phi = jaxsig.Activation("slow_tanh", lambda x: jnp.tanh(k * x), None)
+    with pytest.warns(UserWarning, match=r"x_max"):
+        s, aux = jaxsig.signature_with_aux(phi, 1.0)
+    exact = 2 * math.log(2) / k
+    assert float(s.c) == pytest.approx(exact, rel=rtol)
+    assert abs(float(aux.b)) < 1e-10 * exact  # odd: the signed areas cancel
+    assert int(aux.status.c) == limits.APPROXIMATE
+    if k == 0.01:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            wide = jaxsig.signature(phi, 1.0, rule=jaxsig.quadrature.Composite(x_max=4096.0))
+        assert float(wide.c) == pytest.approx(exact, rel=1e-12)
+
+
+def test_a_remainder_like_one_over_x_still_diverges():
+    # phi - x = 1 / (1 + |x|): every dyadic shell holds about ln 2, inside the
+    # grid and on the rungs beyond it: c = inf.
+    s, aux = _sig(lambda x: x + 1.0 / (1.0 + jnp.abs(x)))
+    assert float(s.c) == math.inf and int(aux.status.c) == limits.DIVERGENT
+
+
 def test_oscillation_the_grid_does_not_resolve_is_flagged():
     # E[sin(X)^2] = (1 - exp(-2 sigma^2)) / 2. At sigma = 20 the default Gaussian
     # grid's outer panels hold many periods: the result is flagged, never silent,

@@ -164,7 +164,9 @@ _APPROXIMATE_REASONS = {
     "smallest of them (about 1e-4 relative), or phi - alpha x - beta sinks into the rounding noise of phi while "
     "its tail still matters, and c extrapolates that tail (float32 x*arctan(x): about 1e-3 relative; float64 "
     "resolves it), or phi oscillates faster than the line's graded tail panels resolve, and c and b are rough "
-    "estimates (sin(x)/(1+x^2): 4e-4 relative)",
+    "estimates (sin(x)/(1+x^2): 4e-4 relative), or phi approaches its asymptote so slowly that the tail beyond the "
+    "grid's x_max is a trapezoid sum over the dyadic rungs (tanh(0.01 x): 2e-4 relative, tanh(0.001 x): 8%; a larger "
+    "jaxsig.quadrature.Composite(x_max=...) resolves it)",
     "g1": "phi' has an integrable power singularity at a kink; the Gaussian statistics of phi' are accurate to "
     "about 1e-4 there",
 }
