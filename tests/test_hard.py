@@ -298,6 +298,18 @@ def test_a_remainder_longer_than_the_grid_is_estimated_not_divergent(k, rtol):
         assert float(wide.c) == pytest.approx(exact, rel=1e-12)
 
 
+def test_a_kink_beyond_the_grid_gives_a_finite_c():
+    # relu(x - 1000): c = int_0^1000 (1000 - x) dx = 5e5. The grid ends at 512,
+    # where the shells still grow: c was inf. Beyond it phi is on its asymptote
+    # after the first rung: the trapezoid over [512, 1024] completes c, 1.2% high.
+    phi = jaxsig.Activation("far_relu", lambda x: jnp.maximum(x - 1000.0, 0.0), None, (1000.0,))
+    with pytest.warns(UserWarning, match=r"x_max"):
+        s, aux = jaxsig.signature_with_aux(phi, 1.0)
+    assert float(s.c) == pytest.approx(5e5, rel=0.02) and float(s.c) >= 5e5
+    assert int(aux.status.c) == limits.APPROXIMATE
+    assert float(s.tv) == 1.0
+
+
 def test_a_remainder_like_one_over_x_still_diverges():
     # phi - x = 1 / (1 + |x|): every dyadic shell holds about ln 2, inside the
     # grid and on the rungs beyond it: c = inf.
