@@ -298,6 +298,20 @@ def test_a_remainder_longer_than_the_grid_is_estimated_not_divergent(k, rtol):
         assert float(wide.c) == pytest.approx(exact, rel=1e-12)
 
 
+def test_a_phi_that_computes_in_lower_precision_is_named():
+    # tanh in float32 inside a float64 computation: g1 off by 8e-9. The statistics
+    # are flagged (Stein's identity fails at that rounding), and the cause is named.
+    def phi(x):
+        return jnp.tanh(x.astype(jnp.float32))
+
+    with pytest.warns(UserWarning, match="phi returns float32 for float64 inputs"):
+        s = jaxsig.signature(phi, 1.0)
+    assert abs(float(s.g1) - float(jaxsig.signature("tanh", 1.0).g1)) < 1e-7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jaxsig.moments(phi, jnp.asarray(1.0, jnp.float32))  # float32 throughout: nothing to say
+
+
 def test_a_kink_beyond_the_grid_gives_a_finite_c():
     # relu(x - 1000): c = int_0^1000 (1000 - x) dx = 5e5. The grid ends at 512,
     # where the shells still grow: c was inf. Beyond it phi is on its asymptote

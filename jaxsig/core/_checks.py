@@ -60,6 +60,15 @@ def check_elementwise(act, dtype):
             )
         if not jnp.issubdtype(y.dtype, jnp.floating):
             raise TypeError(f"phi must return floating-point values, got dtype {y.dtype}")
+        if jnp.finfo(y.dtype).bits < jnp.finfo(dtype).bits:
+            # Not an error (a float32 kernel may be what the user has), but every
+            # component then carries its rounding, flagged only as unresolved.
+            warnings.warn(
+                f"{act.name!r}: phi returns {y.dtype} for {dtype.name} inputs, so every component carries "
+                f"its rounding (eps {float(jnp.finfo(y.dtype).eps):.1e}), not that of {dtype.name}. "
+                "Compute in the input's dtype (x.dtype), or pass float32 sigma and mu.",
+                stacklevel=4,
+            )
         try:
             # (Scalars from the NumPy probe: iterating over a jax array would
             # compile an unstack, and stacking the results another program.)
