@@ -312,6 +312,22 @@ def test_a_phi_that_computes_in_lower_precision_is_named():
         jaxsig.moments(phi, jnp.asarray(1.0, jnp.float32))  # float32 throughout: nothing to say
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("b", [200.0, 300.0, 500.0])
+def test_a_kink_in_the_last_shells_of_the_grid_gives_the_exact_c(b, dtype):
+    # relu(x - b): c = b^2 / 2. With the kink in the grid's last dyadic shells the
+    # cumulative sums stop growing only at x_max: the monotone ladder said
+    # divergent (c = inf for b > 128). Beyond the grid phi is on its asymptote,
+    # so the grid's sum is the whole integral.
+    phi = jaxsig.Activation("far_relu", lambda x: jnp.maximum(x - b, 0.0), None, (b,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s, aux = jaxsig.signature_with_aux(phi, jnp.asarray(1.0, dtype))
+    assert float(s.c) == pytest.approx(b * b / 2, rel=1e-6 if dtype == "float32" else 1e-14)
+    assert float(aux.b) == pytest.approx(b * b / 2, rel=1e-6 if dtype == "float32" else 1e-14)
+    assert int(aux.status.c) == limits.CONVERGED
+
+
 def test_a_kink_beyond_the_grid_gives_a_finite_c():
     # relu(x - 1000): c = int_0^1000 (1000 - x) dx = 5e5. The grid ends at 512,
     # where the shells still grow: c was inf. Beyond it phi is on its asymptote

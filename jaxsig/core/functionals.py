@@ -525,9 +525,9 @@ def _beyond_grid(line, g, eps) -> _Beyond:
     """Per side, ``int |g|`` and ``int g`` over ``x_max <= |x| <= 2**48`` by the
     trapezoid rule on the rungs ``2^k`` (first order: a rough estimate), and
     whether those shells settle: the last holds at most ``1e3 eps`` of the sum,
-    and the last shell with content is the first (a kink beyond ``x_max`` after
-    which ``phi`` is on its asymptote: ``relu(x - 1000)``) or holds under 5% of
-    the one before. A power-law
+    and no shell has content (``phi`` is on its asymptote beyond ``x_max``:
+    ``relu(x - 300)``), or only the first (``relu(x - 1000)``), or the last with
+    content holds under 5% of the one before. A power-law
     remainder ``x^-p`` does not: it sinks into the rounding noise of ``phi``
     (zeroed, :func:`tail_compensation`) with shells that shrink by ``2^(1-p)``
     up to there, and then the last has one zero end (ratio ``2^(1-p) / (1 + 2^-p)``:
@@ -541,7 +541,7 @@ def _beyond_grid(line, g, eps) -> _Beyond:
     total = jnp.sum(shells_abs, axis=-1)
     last = jnp.max(jnp.where(shells_abs > 0, jnp.arange(shells_abs.shape[-1]), -1), axis=-1)
     at = jnp.take_along_axis(shells_abs, jnp.clip(jnp.stack([last - 1, last], axis=-1), 0), axis=-1)
-    collapsed = (last == 0) | ((last >= 1) & (at[:, 1] < 0.05 * at[:, 0]))
+    collapsed = (last <= 0) | (at[:, 1] < 0.05 * at[:, 0])
     settled = jnp.isfinite(total) & (shells_abs[:, -1] <= 1e3 * eps * total) & collapsed
     return _Beyond(total, jnp.sum(shells, axis=-1), settled)
 
@@ -620,17 +620,19 @@ def tail_compensation(line, x, f0, slopes, dtype, unit=1.0):
     b_pm = jnp.where(rescued & ~jnp.isfinite(b_pm), a_sgn[:, -1], b_pm)
     c_status = jnp.where(rough, jnp.where(jnp.isfinite(c_pm), limits.APPROXIMATE, limits.DIVERGENT), c_lim.status)
     # A remainder that decays on a scale longer than the grid (tanh(0.01 x):
-    # e^(-x/50), still 4e-5 at x_max = 512) leaves the shells shrinking but not
-    # settled, which the monotone ladder calls divergent. Beyond x_max the line
-    # has the rungs 2^k only: where the trapezoid sums over them settle, they are
-    # the rest of the integral, a rough estimate (tanh(0.01 x): 2e-4 relative);
-    # where they do not (a 1/x remainder: equal shells), c diverges.
+    # e^(-x/50), still 4e-5 at x_max = 512), or that ends at a kink in the last
+    # shells (relu(x - 300)), leaves the shells unsettled, which the monotone
+    # ladder calls divergent. Beyond x_max the line has the rungs 2^k only: where
+    # the trapezoid sums over them settle, they are the rest of the integral, a
+    # rough estimate (tanh(0.01 x): 2e-4 relative), or exactly 0 (relu(x - 300):
+    # c is then converged); where they do not (a 1/x remainder: equal shells),
+    # c diverges.
     beyond = _beyond_grid(line, g, eps)
     # (Not where float32 cut the shells at its noise floor: that verdict stands.)
     slow = ~jnp.isfinite(c_pm) & ~rough & ~jnp.asarray(cut) & beyond.settled
     c_pm = jnp.where(slow, a_abs[:, -1] + beyond.abs, c_pm)
     b_pm = jnp.where(slow, a_sgn[:, -1] + beyond.signed, b_pm)
-    c_status = jnp.where(slow, limits.APPROXIMATE, c_status)
+    c_status = jnp.where(slow, jnp.where(beyond.abs > 0, limits.APPROXIMATE, limits.CONVERGED), c_status)
     c_lim = c_lim._replace(status=c_status)
     (c_p, c_m), (b_p, b_m) = c_pm, b_pm
     ok_p = jnp.isfinite(alpha_p) & jnp.isfinite(beta_p)
