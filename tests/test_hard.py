@@ -328,6 +328,15 @@ def test_a_kink_in_the_last_shells_of_the_grid_gives_the_exact_c(b, dtype):
     assert int(aux.status.c) == limits.CONVERGED
 
 
+def test_a_transition_far_out_on_wide_panels_gives_a_finite_flagged_c():
+    # tanh(x - 300): c = 600 (the right side sits 2 below its asymptote up to
+    # x = 300). The graded panels there are too wide for the transition, so the
+    # grid's part is rough, and the sums stop growing only at x_max: c was inf.
+    s, aux = _sig(lambda x: jnp.tanh(x - 300.0))
+    assert float(s.c) == pytest.approx(600.0, rel=0.01)
+    assert int(aux.status.c) == limits.APPROXIMATE
+
+
 def test_a_kink_beyond_the_grid_gives_a_finite_c():
     # relu(x - 1000): c = int_0^1000 (1000 - x) dx = 5e5. The grid ends at 512,
     # where the shells still grow: c was inf. Beyond it phi is on its asymptote

@@ -629,10 +629,12 @@ def tail_compensation(line, x, f0, slopes, dtype, unit=1.0):
     # c diverges.
     beyond = _beyond_grid(line, g, eps)
     # (Not where float32 cut the shells at its noise floor: that verdict stands.)
-    slow = ~jnp.isfinite(c_pm) & ~rough & ~jnp.asarray(cut) & beyond.settled
+    # Where the panels do not resolve phi (a transition far out, tanh(x - 300)),
+    # the grid's part is a rough estimate, and so is c.
+    slow = ~jnp.isfinite(c_pm) & ~jnp.asarray(cut) & beyond.settled
     c_pm = jnp.where(slow, a_abs[:, -1] + beyond.abs, c_pm)
     b_pm = jnp.where(slow, a_sgn[:, -1] + beyond.signed, b_pm)
-    c_status = jnp.where(slow, jnp.where(beyond.abs > 0, limits.APPROXIMATE, limits.CONVERGED), c_status)
+    c_status = jnp.where(slow, jnp.where((beyond.abs > 0) | rough, limits.APPROXIMATE, limits.CONVERGED), c_status)
     c_lim = c_lim._replace(status=c_status)
     (c_p, c_m), (b_p, b_m) = c_pm, b_pm
     ok_p = jnp.isfinite(alpha_p) & jnp.isfinite(beta_p)
