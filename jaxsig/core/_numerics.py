@@ -66,24 +66,24 @@ def eps(dtype) -> float:
 SCALE_OCTAVES = 16
 
 
-#: Where :func:`unit_scale` reads ``f'``: 64 points spread over ``1/16 <= |x| <= 8``.
+#: Where :func:`unit_scale` reads ``f``: 64 points spread over ``1/16 <= |x| <= 8``.
 _SCALE_POINTS = np.concatenate([-np.geomspace(8.0, 0.0625, 32), np.geomspace(0.0625, 8.0, 32)])
 
 
-def unit_scale(f: Callable, x):
-    """A power of two ``2**k`` near the scale of the elementwise ``f``: ``max |f'|``
-    at the 64 points of the sorted ``x`` nearest :data:`_SCALE_POINTS`, spread over
-    ``1/16 <= |x| <= 8`` (away from 0, where ``f'`` may be singular, as for
-    ``sqrt|x|``); ``1`` where that is within ``2**+-SCALE_OCTAVES`` of 1, zero, or
-    not finite.
+def unit_scale(x, f):
+    """A power of two ``2**k`` near the scale of ``f`` sampled at the sorted ``x``:
+    ``max |f|`` at the 64 points of ``x`` nearest :data:`_SCALE_POINTS`, spread
+    over ``1/16 <= |x| <= 8`` (away from 0, where ``f`` may be singular, as ``phi'``
+    of ``sqrt|x|``); ``1`` where that is within ``2**+-SCALE_OCTAVES`` of 1, zero,
+    or not finite.
 
-    Tolerances with a floor (``rtol (unit + |a|)``, ``1e-6 (unit + |f'|)``) take it
-    as their unit, so that they judge ``a f`` as they judge ``f``; a power of two
-    within 16 octaves of 1 is 1, so that the numbers of functions of ordinary
-    scale do not move by a rounding. ``f`` is evaluated at the 64 points only.
-    Carries no gradient."""
+    Tolerances with a floor (``rtol (unit + |a|)``, ``1e-6 (unit + |phi'|)``) take
+    it, from ``f = phi'``, as their unit, so that they judge ``a phi`` as they judge
+    ``phi``; a power of two within 16 octaves of 1 is 1, so that the numbers of
+    functions of ordinary scale do not move by a rounding. A gather of 64 values,
+    not a pass over ``f``. Carries no gradient."""
     idx = jnp.clip(jnp.searchsorted(x, jnp.asarray(_SCALE_POINTS, x.dtype)), 0, x.shape[-1] - 1)
-    v = jax.lax.stop_gradient(derivatives(f, x[idx], 1)[1])
+    v = jax.lax.stop_gradient(f[idx])
     size = jnp.max(jnp.where(jnp.isfinite(v), jnp.abs(v), 0.0))
     k = jnp.round(jnp.log2(jnp.where(size > 0, size, 1.0)))
     k = jnp.where(jnp.isfinite(k) & (jnp.abs(k) > SCALE_OCTAVES), k, 0.0)

@@ -516,6 +516,8 @@ def _reliable_window(a_abs, a_sgn, a_noise, eps):
 
 
 class _Beyond(NamedTuple):
+    """:func:`_beyond_grid`'s sums per side and whether they settle."""
+
     abs: jax.Array
     signed: jax.Array
     settled: jax.Array
@@ -527,11 +529,12 @@ def _beyond_grid(line, g, eps) -> _Beyond:
     whether those shells settle: the last holds at most ``1e3 eps`` of the sum,
     and no shell has content (``phi`` is on its asymptote beyond ``x_max``:
     ``relu(x - 300)``), or only the first (``relu(x - 1000)``), or the last with
-    content holds under 5% of the one before. A power-law
-    remainder ``x^-p`` does not: it sinks into the rounding noise of ``phi``
-    (zeroed, :func:`tail_compensation`) with shells that shrink by ``2^(1-p)``
-    up to there, and then the last has one zero end (ratio ``2^(1-p) / (1 + 2^-p)``:
-    0.67 for ``1/x``, whose ``c`` diverges)."""
+    content holds under 5% of the one before.
+
+    A power-law remainder ``x^-p`` does not settle: it sinks into the rounding
+    noise of ``phi`` (zeroed, :func:`tail_compensation`) with shells that shrink
+    by ``2^(1-p)`` up to there, and then the last has one zero end (ratio
+    ``2^(1-p) / (1 + 2^-p)``: 0.67 for ``1/x``, whose ``c`` diverges)."""
     first = int(np.log2(line.x_max)) - 1  # line.pos[j] is 2^(j + 1)
     idx = jnp.stack([line.pos[first:], line.neg[first:]])
     width = jnp.diff(jnp.abs(line.x[idx]), axis=-1)

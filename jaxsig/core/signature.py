@@ -432,7 +432,7 @@ def _sample(act, points: gaussian.Points, line):
     ``phi'``, Newton-polished) and on the Gaussian grid."""
     x = line.x
     f0, f1, f2 = derivatives(act, x, 2)
-    on_line = _OnLine(f0, f1, f2, *functionals.extrema_of_slope(act, line, x, f1, f2), unit_scale(act, x))
+    on_line = _OnLine(f0, f1, f2, *functionals.extrema_of_slope(act, line, x, f1, f2), unit_scale(x, f1))
     return on_line, gaussian.sample(act, points)
 
 
