@@ -337,6 +337,15 @@ def test_a_transition_far_out_on_wide_panels_gives_a_finite_flagged_c():
     assert int(aux.status.c) == limits.APPROXIMATE
 
 
+def test_powers_that_overflow_are_named():
+    # 1e30 tanh in float32: phi and phi' are finite at every node, phi^2 is not.
+    # The error said "non-finite values at 0 quadrature nodes, e.g. x=[]".
+    phi = jaxsig.Activation("huge", lambda x: 1e30 * jnp.tanh(x), None)
+    with pytest.raises(ValueError, match=r"phi 'huge' is finite, but phi\^2 or phi'\^4 overflows float32"):
+        jaxsig.signature(phi, jnp.asarray(1.0, jnp.float32))
+    assert float(jaxsig.moments(phi, 1.0).m2) == pytest.approx(1e60 * float(jaxsig.moments("tanh", 1.0).m2), rel=1e-14)
+
+
 def test_a_kink_beyond_the_grid_gives_a_finite_c():
     # relu(x - 1000): c = int_0^1000 (1000 - x) dx = 5e5. The grid ends at 512,
     # where the shells still grow: c was inf. Beyond it phi is on its asymptote

@@ -52,7 +52,7 @@ class Moments(NamedTuple):
       eta: ``m2 - m1^2 - sigma^2 g1^2``.
       g4: ``(E[phi'(X)^4])^(1/4)``.
       dm2_dsigma: ``d m2 / d sigma``.
-      finite: ``phi`` and ``phi'`` were finite at every node (else the rest is NaN).
+      finite: ``phi^2`` and ``phi'^4`` were finite at every node (else the rest is NaN).
     """
 
     m1: jax.Array
@@ -69,7 +69,7 @@ class Sums(NamedTuple):
     """The raw Gaussian sums behind :class:`Moments` (before roots and NaN masking):
     ``E[phi]``, ``E[phi']``, ``E[phi^2]``, ``E[phi'^2]``, ``E[phi'^4]``,
     ``E[phi^2 (Z^2 - 1)] / sigma``, ``E[(phi - m1 - g1 (X - mu))^2]``, whether
-    ``phi`` and ``phi'`` were finite at every node, and ``E[(X - mu) phi] / sigma^2``,
+    ``phi^2`` and ``phi'^4`` were finite at every node, and ``E[(X - mu) phi] / sigma^2``,
     which equals ``E[phi']`` by Stein's identity for continuous ``phi`` (the two sums
     disagree where the nodes miss a feature of ``phi'``: :func:`stein_gap`)."""
 
