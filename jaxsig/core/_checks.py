@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsig.core import functionals, gaussian, limits, quadrature
+from jaxsig.core import compensation, functionals, gaussian, limits, quadrature
 from jaxsig.core._numerics import derivatives, is_concrete
 from jaxsig.core.activations import BUILTIN_FUNCTIONS
 
@@ -178,8 +178,8 @@ _APPROXIMATE_REASONS = {
     "tv": f"either phi' has more turning points than the {functionals.N_EXTREMA} polished slots, and tv keeps "
     "cubic-Hermite estimates of the rest (about 1e-7 relative), or phi' oscillates faster than the line's graded "
     "tail panels resolve, and tv misses extrema there (sin(x)/(1+x^2): 2e-3 relative)",
-    "c": f"either phi crosses its asymptotes in more than {functionals.N_CROSSING_PANELS} panels (or more than "
-    f"{functionals.N_ROOTS} times in one), and c integrates |phi - alpha x - beta| with Gauss-Legendre on the "
+    "c": f"either phi crosses its asymptotes in more than {compensation.N_CROSSING_PANELS} panels (or more than "
+    f"{compensation.N_ROOTS} times in one), and c integrates |phi - alpha x - beta| with Gauss-Legendre on the "
     "smallest of them (about 1e-4 relative), or phi - alpha x - beta sinks into the rounding noise of phi while "
     "its tail still matters, and c extrapolates that tail (float32 x*arctan(x): about 1e-3 relative; float64 "
     "resolves it), or phi oscillates faster than the line's graded tail panels resolve, and c and b are rough "

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsig.core import activations as _activations
-from jaxsig.core import functionals, gaussian, limits, quadrature
+from jaxsig.core import compensation, functionals, gaussian, limits, quadrature
 from jaxsig.core import kinks as _kinks
 from jaxsig.core._checks import (
     check_continuous,
@@ -454,7 +454,7 @@ def _line_functionals(line, on: _OnLine) -> _LineFunctionals:
     slopes = functionals.slopes(line, x, f0, dtype, unit)
     tv, tv_status = functionals.total_variation(line, x, f0, on.f1, on.f2, on.peak, dtype, unit)
     tv_status = jnp.where(on.capped & (tv_status < limits.APPROXIMATE), limits.APPROXIMATE, tv_status)
-    c, b, b_plus, b_minus, c_status = functionals.tail_compensation(line, x, f0, slopes, dtype, unit)
+    c, b, b_plus, b_minus, c_status = compensation.tail_compensation(line, x, f0, slopes, dtype, unit)
     growth = functionals.growth_class(line, x, f0, slopes)
     return _LineFunctionals(slopes, tv, tv_status, c, b, b_plus, b_minus, c_status, growth)
 
