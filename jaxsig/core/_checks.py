@@ -154,19 +154,19 @@ def check_finite(act, rule, finite, dtype):
         msg = "at the Gauss-Hermite nodes"
     else:
         f, df = derivatives(act, x, 1)
-        bad = ~(jnp.isfinite(f) & jnp.isfinite(df))
-        xb = np.asarray(x)[np.asarray(bad)]
-        msg = f"at {xb.size} quadrature nodes, e.g. x={xb[:3]}"
-        if xb.size == 0:
-            # The sums need phi^2 and phi'^4 (gaussian.sums): finite phi, phi'
-            # whose powers overflow (1e30 tanh in float32).
-            over = ~(jnp.isfinite(f * f) & jnp.isfinite((df * df) ** 2))
-            xb = np.asarray(x)[np.asarray(over)]
+        values = np.asarray(jnp.isfinite(f) & jnp.isfinite(df))
+        if values.all():
+            # Finite phi, phi' whose powers, which the sums need, overflow (1e30 tanh in float32).
+            xb = np.asarray(x)[~np.asarray(gaussian.usable(f, df))]
+            wider = "Compute in float64, rescale phi," if jnp.finfo(dtype).bits < 64 else "Rescale phi"
             raise ValueError(
                 f"phi {act.name!r} is finite, but phi^2 or phi'^4 overflows {dtype.name} at {xb.size} quadrature "
                 f"nodes, e.g. x={xb[:3]} (|phi| up to {float(jnp.max(jnp.abs(f))):.3g}, |phi'| up to "
-                f"{float(jnp.max(jnp.abs(df))):.3g}). Compute in float64, or rescale phi."
+                f"{float(jnp.max(jnp.abs(df))):.3g}). {wider} or narrow the grid with "
+                "rule=jaxsig.quadrature.Composite(x_max=...)."
             )
+        xb = np.asarray(x)[~values]
+        msg = f"at {xb.size} quadrature nodes, e.g. x={xb[:3]}"
     raise ValueError(
         f"phi {act.name!r} returned non-finite values (or derivatives) {msg}. Make phi "
         "overflow-safe (jax.nn.softplus, jnp.logaddexp, clipped exponents), or narrow the "

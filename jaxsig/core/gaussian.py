@@ -29,6 +29,7 @@ __all__ = [
     "Samples",
     "Sums",
     "expectations",
+    "usable",
     "grid",
     "moments_of",
     "nodes",
@@ -108,7 +109,7 @@ def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
     # its square sooner) far in the tails, where the density has underflowed to
     # exactly 0 and contributes nothing. Non-finite values at nodes that do
     # carry weight make the statistics NaN (see Moments.finite).
-    ok = jnp.isfinite(f0 * f0) & jnp.isfinite((f1 * f1) ** 2)
+    ok = usable(f0, f1)
     bad = (~ok).astype(w.dtype)
     f0, f1 = jnp.where(ok, f0, 0.0), jnp.where(ok, f1, 0.0)
     s, m = sigma[..., None], mu[..., None]
@@ -136,6 +137,11 @@ def sums(x, w, f0, f1, sigma, mu, *, mirrored: int = 0) -> Sums:
     resid = f0 - m1[..., None] - g1[..., None] * (x - m)
     eta = jnp.sum(w * resid * resid, axis=-1)
     return Sums(m1, g1, m2, d2, d4, dm2, eta, finite, stein)
+
+
+def usable(f0, f1):
+    """Where the sums can use a node: ``phi^2`` and ``phi'^4`` are finite there."""
+    return jnp.isfinite(f0 * f0) & jnp.isfinite((f1 * f1) ** 2)
 
 
 def _weighted(v, w, h=0):

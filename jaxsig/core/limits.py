@@ -282,8 +282,9 @@ def ladder_limits(
     depend on each other share one set of fused kernels (the signature's
     assembly: 312 fusions against 345 with separate calls). ``rows`` are
     ``(a, noise)`` pairs of any leading shapes and lengths; ``rtol`` and
-    ``monotone`` are scalars or one per pair; ``unit`` a scalar (array) for all. Shorter sequences are padded at
-    the front with their first term and infinite noise, which no verdict or
+    ``monotone`` are scalars or one per pair, ``unit`` one scalar for all.
+    Shorter sequences are padded at the front with their first term and
+    infinite noise, which no verdict or
     choice of term reads (the verdicts look at the last terms; a term with
     infinite noise is never the least noisy).
 
